@@ -1,0 +1,9 @@
+//! The Odock dataplane: the library a gateway links.
+//!
+//! Today it holds the transport everything else rides on, the shared-memory
+//! [`ring`]. See `../shared/DESIGN.md` for the whole shape.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod ring;
+pub(crate) mod sync;

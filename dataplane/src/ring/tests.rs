@@ -1,0 +1,1 @@
+//! Unit tests of the ring protocol over heap memory.
