@@ -64,7 +64,11 @@ pub struct CorruptRing {
 
 impl fmt::Display for CorruptRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "corrupt ring, lane {} at position {}: {}", self.lane, self.position, self.corruption)
+        write!(
+            f,
+            "corrupt ring, lane {} at position {}: {}",
+            self.lane, self.position, self.corruption
+        )
     }
 }
 
@@ -102,13 +106,20 @@ impl<M: RingMemory> Consumer<M> {
         let word = &ring.mem.control().consumer_owner;
         let held = word.load(Ordering::Acquire);
         if held != 0 && owner::alive(held) {
-            return Err(ClaimError::ConsumerTaken { pid: owner::pid(held) });
+            return Err(ClaimError::ConsumerTaken {
+                pid: owner::pid(held),
+            });
         }
         // Acquire pairs with the Release store of 0 in the last consumer's
         // Drop: its last published positions are visible to us.
-        if word.compare_exchange(held, me, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if word
+            .compare_exchange(held, me, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
             let now = word.load(Ordering::Relaxed);
-            return Err(ClaimError::ConsumerTaken { pid: owner::pid(now) });
+            return Err(ClaimError::ConsumerTaken {
+                pid: owner::pid(now),
+            });
         }
         let g = ring.geometry;
         let mut poisoned = None;
@@ -121,10 +132,18 @@ impl<M: RingMemory> Consumer<M> {
                     poisoned.get_or_insert(CorruptRing {
                         lane: l as u32,
                         position: pos,
-                        corruption: Corruption::ConsumerPosition { found: pos, producer },
+                        corruption: Corruption::ConsumerPosition {
+                            found: pos,
+                            producer,
+                        },
                     });
                 }
-                LaneState { data: ring.mem.data(l), pos, published: pos, producer: pos }
+                LaneState {
+                    data: ring.mem.data(l),
+                    pos,
+                    published: pos,
+                    producer: pos,
+                }
             })
             .collect();
         Ok(Consumer {
@@ -158,7 +177,12 @@ impl<M: RingMemory> Consumer<M> {
     pub fn batch(&mut self) -> Batch<'_, M> {
         let start = self.next_lane;
         self.next_lane = (start + 1) % self.lanes.len();
-        Batch { consumer: self, start, visited: 0, taken: 0 }
+        Batch {
+            consumer: self,
+            start,
+            visited: 0,
+            taken: 0,
+        }
     }
 
     /// Reads one batch, handing each record to `f`; returns how many.
@@ -233,7 +257,11 @@ impl<M: RingMemory> Consumer<M> {
             }
             // Hold the lane while we rewrite it, so no producer claims it
             // meanwhile; then free it.
-            if words.owner.compare_exchange(word, self.me, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            if words
+                .owner
+                .compare_exchange(word, self.me, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
                 continue;
             }
             let result = reap_lane(&self.ring.mem, l);
@@ -256,8 +284,8 @@ impl<M: RingMemory> Consumer<M> {
                 let owner = words.owner.load(Ordering::Relaxed);
                 let producer = words.producer_pos.load(Ordering::Acquire);
                 let pos = self.lanes[l].pos;
-                let head_busy = producer != pos
-                    && matches!(self.header_at(l, pos), Ok(Header::Busy { .. }));
+                let head_busy =
+                    producer != pos && matches!(self.header_at(l, pos), Ok(Header::Busy { .. }));
                 LaneStatus {
                     lane: l as u32,
                     owner_pid: (owner != 0).then(|| owner::pid(owner)),
@@ -279,14 +307,23 @@ impl<M: RingMemory> Consumer<M> {
 
     #[cold]
     fn poison(&mut self, lane: usize, corruption: Corruption) -> CorruptRing {
-        let e = CorruptRing { lane: lane as u32, position: self.lanes[lane].pos, corruption };
+        let e = CorruptRing {
+            lane: lane as u32,
+            position: self.lanes[lane].pos,
+            corruption,
+        };
         *self.poisoned.get_or_insert(e)
     }
 
     /// Loads and checks a lane's producer_pos (protocol step C1).
     #[inline]
     fn load_producer(&mut self, lane: usize) -> Result<u64, CorruptRing> {
-        let found = self.ring.mem.lane(lane).producer_pos.load(Ordering::Acquire);
+        let found = self
+            .ring
+            .mem
+            .lane(lane)
+            .producer_pos
+            .load(Ordering::Acquire);
         let st = &self.lanes[lane];
         if found % 8 != 0 || found < st.producer || found.wrapping_sub(st.pos) > self.size {
             let previous = st.producer;
@@ -332,7 +369,7 @@ impl<M: RingMemory> Consumer<M> {
 
     /// The next committed record of lane `l`, skipping discards: its payload
     /// offset and length. `None` at the producer position, at a BUSY record,
-    /// or once the batch has taken `quota` bytes from the lane.
+    /// or once the batch has taken the lane quota in committed records.
     #[inline]
     fn step(&mut self, l: usize, taken: &mut u64) -> Result<Option<(usize, usize)>, CorruptRing> {
         loop {
@@ -350,10 +387,9 @@ impl<M: RingMemory> Consumer<M> {
             let total = record_total(header.len());
             match header {
                 Header::Busy { .. } => return Ok(None),
-                Header::Discarded { .. } => {
-                    self.lanes[l].pos = pos + total;
-                    *taken += total;
-                }
+                // Discards cost no quota, so a batch that returns nothing
+                // means no committed record was ready.
+                Header::Discarded { .. } => self.lanes[l].pos = pos + total,
                 Header::Committed { len } => {
                     self.lanes[l].pos = pos + total;
                     *taken += total;
@@ -371,7 +407,11 @@ impl<M: RingMemory> Consumer<M> {
             if st.pos != st.published {
                 // Release pairs with the producer's Acquire load of
                 // consumer_pos in reserve (protocol step 1).
-                self.ring.mem.lane(l).consumer_pos.store(st.pos, Ordering::Release);
+                self.ring
+                    .mem
+                    .lane(l)
+                    .consumer_pos
+                    .store(st.pos, Ordering::Release);
                 st.published = st.pos;
             }
         }
@@ -393,7 +433,10 @@ impl<M: RingMemory> Drop for Consumer<M> {
 
 impl<M: RingMemory> fmt::Debug for Consumer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Consumer").field("lanes", &self.lanes.len()).field("poisoned", &self.poisoned).finish()
+        f.debug_struct("Consumer")
+            .field("lanes", &self.lanes.len())
+            .field("poisoned", &self.poisoned)
+            .finish()
     }
 }
 
@@ -412,7 +455,10 @@ impl<M: RingMemory> Batch<'_, M> {
     /// # Errors
     /// [`CorruptRing`] when a position or header breaks the protocol. The
     /// consumer is poisoned: every later call returns the same error.
-    #[allow(clippy::should_implement_trait, reason = "a lending iterator: each record borrows the batch")]
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "a lending iterator: each record borrows the batch"
+    )]
     pub fn next(&mut self) -> Result<Option<Record<'_>>, CorruptRing> {
         self.consumer.check_poison()?;
         let lanes = self.consumer.lanes.len();
@@ -427,7 +473,10 @@ impl<M: RingMemory> Batch<'_, M> {
                 // producer cannot reuse the space until `publish`, which runs
                 // when the batch (which this borrow keeps alive) is dropped.
                 let bytes = unsafe { std::slice::from_raw_parts(data.add(off), len) };
-                return Ok(Some(Record { bytes, lane: l as u32 }));
+                return Ok(Some(Record {
+                    bytes,
+                    lane: l as u32,
+                }));
             }
             self.visited += 1;
             self.taken = 0;

@@ -131,7 +131,11 @@ const _: () = {
 
 impl ControlBlock {
     pub(crate) fn new() -> Self {
-        ControlBlock { consumer_owner: AtomicU64::new(0), _pad: [0; 7], waiting: AtomicU32::new(0) }
+        ControlBlock {
+            consumer_owner: AtomicU64::new(0),
+            _pad: [0; 7],
+            waiting: AtomicU32::new(0),
+        }
     }
 }
 
@@ -226,7 +230,10 @@ impl fmt::Display for Corruption {
                 "consumer_pos {found} is unaligned or not within one data size behind producer_pos {producer}"
             ),
             Corruption::HeaderTag { found, expected } => {
-                write!(f, "header tag {found:#x} where {expected:#x} was due (a stray or stale header)")
+                write!(
+                    f,
+                    "header tag {found:#x} where {expected:#x} was due (a stray or stale header)"
+                )
             }
             Corruption::HeaderFlags => write!(f, "header has both BUSY and DISCARD set"),
             Corruption::RecordLength { len, max } => {
@@ -259,7 +266,10 @@ impl Header {
     pub(crate) fn decode(word: u64, pos: u64, max_len: u64) -> Result<Header, Corruption> {
         let expected = tag(pos);
         if word & !(LEN_MASK | FLAGS) != expected {
-            return Err(Corruption::HeaderTag { found: (word >> 32) as u32, expected: (expected >> 32) as u32 });
+            return Err(Corruption::HeaderTag {
+                found: (word >> 32) as u32,
+                expected: (expected >> 32) as u32,
+            });
         }
         let len = word & LEN_MASK;
         if len > max_len {
@@ -292,19 +302,40 @@ mod tests {
         assert_eq!(Geometry::new(65, 4096), Err(GeometryError::Lanes(65)));
         assert_eq!(Geometry::new(1, 4095), Err(GeometryError::DataSize(4095)));
         assert_eq!(Geometry::new(1, 32), Err(GeometryError::DataSize(32)));
-        assert_eq!(Geometry::new(1, 1 << 31), Err(GeometryError::DataSize(1 << 31)));
+        assert_eq!(
+            Geometry::new(1, 1 << 31),
+            Err(GeometryError::DataSize(1 << 31))
+        );
         assert_eq!(Geometry::new(2, 4096).unwrap().max_record_len(), 4088);
     }
 
     #[test]
     fn header_round_trips_and_rejects_faults() {
         let pos = 0x1234_5678_9ab8;
-        assert_eq!(Header::decode(Header::busy(10, pos), pos, 100), Ok(Header::Busy { len: 10 }));
-        assert_eq!(Header::decode(Header::committed(10, pos), pos, 100), Ok(Header::Committed { len: 10 }));
-        assert_eq!(Header::decode(Header::discarded(0, pos), pos, 100), Ok(Header::Discarded { len: 0 }));
-        assert!(matches!(Header::decode(Header::committed(10, pos + 8), pos, 100), Err(Corruption::HeaderTag { .. })));
-        assert_eq!(Header::decode(Header::committed(101, pos), pos, 100), Err(Corruption::RecordLength { len: 101, max: 100 }));
-        assert_eq!(Header::decode(BUSY | DISCARD | tag(pos), pos, 100), Err(Corruption::HeaderFlags));
+        assert_eq!(
+            Header::decode(Header::busy(10, pos), pos, 100),
+            Ok(Header::Busy { len: 10 })
+        );
+        assert_eq!(
+            Header::decode(Header::committed(10, pos), pos, 100),
+            Ok(Header::Committed { len: 10 })
+        );
+        assert_eq!(
+            Header::decode(Header::discarded(0, pos), pos, 100),
+            Ok(Header::Discarded { len: 0 })
+        );
+        assert!(matches!(
+            Header::decode(Header::committed(10, pos + 8), pos, 100),
+            Err(Corruption::HeaderTag { .. })
+        ));
+        assert_eq!(
+            Header::decode(Header::committed(101, pos), pos, 100),
+            Err(Corruption::RecordLength { len: 101, max: 100 })
+        );
+        assert_eq!(
+            Header::decode(BUSY | DISCARD | tag(pos), pos, 100),
+            Err(Corruption::HeaderFlags)
+        );
         assert_eq!(record_total(0), 8);
         assert_eq!(record_total(1), 16);
         assert_eq!(record_total(8), 16);

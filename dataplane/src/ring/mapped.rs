@@ -25,11 +25,12 @@ use std::time::Duration;
 use rustix::fs::{self, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::mm::{self, MapFlags, ProtFlags};
 
+use super::Ring;
 use super::layout::{
-    CONTROL_OFFSET, ControlBlock, Geometry, GeometryError, LAYOUT_VERSION, LaneControl, MAGIC, MetaBlock,
+    CONTROL_OFFSET, ControlBlock, Geometry, GeometryError, LAYOUT_VERSION, LaneControl, MAGIC,
+    MetaBlock,
 };
 use super::memory::{RingMemory, futex};
-use super::Ring;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Where a new mapped ring lives.
@@ -95,9 +96,15 @@ impl Ring<MappedMemory> {
     pub fn create(geometry: Geometry, backing: Backing<'_>) -> Result<Arc<Self>, AttachError> {
         let page = rustix::param::page_size();
         if geometry.data_size < page as u64 {
-            return Err(AttachError::Geometry(GeometryError::DataSize(geometry.data_size)));
+            return Err(AttachError::Geometry(GeometryError::DataSize(
+                geometry.data_size,
+            )));
         }
-        let layout = Layout { page, lanes: geometry.lanes as usize, data: geometry.data_size as usize };
+        let layout = Layout {
+            page,
+            lanes: geometry.lanes as usize,
+            data: geometry.data_size as usize,
+        };
         let fd = match backing {
             Backing::Memfd(name) => {
                 let fd = fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
@@ -126,7 +133,8 @@ impl Ring<MappedMemory> {
         meta.lanes.store(geometry.lanes, Ordering::Relaxed);
         meta.flags.store(0, Ordering::Relaxed);
         meta.data_size.store(geometry.data_size, Ordering::Relaxed);
-        meta.file_len.store(layout.file_len() as u64, Ordering::Relaxed);
+        meta.file_len
+            .store(layout.file_len() as u64, Ordering::Relaxed);
         // Release pairs with the Acquire load of magic in `attach_fd`.
         meta.magic.store(MAGIC, Ordering::Release);
         Ok(Ring::from_memory(mem))
@@ -137,7 +145,8 @@ impl Ring<MappedMemory> {
     /// # Errors
     /// As for [`Ring::attach_fd`], plus the `open` failure.
     pub fn attach(path: &Path) -> Result<Arc<Self>, AttachError> {
-        let fd = fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(io_err("open"))?;
+        let fd = fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_err("open"))?;
         Self::attach_fd(fd)
     }
 
@@ -160,26 +169,44 @@ impl Ring<MappedMemory> {
         }
         let version = meta.version.load(Ordering::Relaxed);
         if version != LAYOUT_VERSION {
-            return Err(AttachError::Version { found: version, supported: LAYOUT_VERSION });
+            return Err(AttachError::Version {
+                found: version,
+                supported: LAYOUT_VERSION,
+            });
         }
         let page_size = meta.page_size.load(Ordering::Relaxed);
         if page_size as usize != page {
-            return Err(AttachError::PageSize { found: page_size, ours: page as u32 });
+            return Err(AttachError::PageSize {
+                found: page_size,
+                ours: page as u32,
+            });
         }
         let flags = meta.flags.load(Ordering::Relaxed);
         if flags != 0 {
             return Err(AttachError::Flags { found: flags });
         }
-        let geometry =
-            Geometry::new(meta.lanes.load(Ordering::Relaxed), meta.data_size.load(Ordering::Relaxed))
-                .map_err(AttachError::Geometry)?;
+        let geometry = Geometry::new(
+            meta.lanes.load(Ordering::Relaxed),
+            meta.data_size.load(Ordering::Relaxed),
+        )
+        .map_err(AttachError::Geometry)?;
         if geometry.data_size < page as u64 {
-            return Err(AttachError::Geometry(GeometryError::DataSize(geometry.data_size)));
+            return Err(AttachError::Geometry(GeometryError::DataSize(
+                geometry.data_size,
+            )));
         }
-        let layout = Layout { page, lanes: geometry.lanes as usize, data: geometry.data_size as usize };
+        let layout = Layout {
+            page,
+            lanes: geometry.lanes as usize,
+            data: geometry.data_size as usize,
+        };
         let recorded = meta.file_len.load(Ordering::Relaxed);
         if recorded != layout.file_len() as u64 || file_len != recorded {
-            return Err(AttachError::Length { file: file_len, recorded, expected: layout.file_len() as u64 });
+            return Err(AttachError::Length {
+                file: file_len,
+                recorded,
+                expected: layout.file_len() as u64,
+            });
         }
         drop(probe);
         Ok(Ring::from_memory(MappedMemory::map(fd, layout, geometry)?))
@@ -192,7 +219,12 @@ impl MappedMemory {
         // SAFETY: a fresh anonymous PROT_NONE reservation at an address of the
         // kernel's choosing touches no existing mapping.
         let base = unsafe {
-            mm::mmap_anonymous(std::ptr::null_mut(), va_len, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)
+            mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                va_len,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
         }
         .map_err(io_err("mmap(reserve)"))?;
         // From here the reservation is owned by `mem`: its Drop unmaps it on
@@ -211,19 +243,39 @@ impl MappedMemory {
             let file_off = layout.data_file_offset(lane) as u64;
             let va = layout.data_va_offset(lane);
             mem.map_fixed(va, layout.data, rw, fixed | MapFlags::POPULATE, file_off)?;
-            mem.map_fixed(va + layout.data, layout.data, rw, fixed | MapFlags::POPULATE, file_off)?;
+            mem.map_fixed(
+                va + layout.data,
+                layout.data,
+                rw,
+                fixed | MapFlags::POPULATE,
+                file_off,
+            )?;
         }
         Ok(mem)
     }
 
-    fn map_fixed(&self, va_off: usize, len: usize, prot: ProtFlags, flags: MapFlags, file_off: u64) -> Result<(), AttachError> {
+    fn map_fixed(
+        &self,
+        va_off: usize,
+        len: usize,
+        prot: ProtFlags,
+        flags: MapFlags,
+        file_off: u64,
+    ) -> Result<(), AttachError> {
         debug_assert!(va_off + len <= self.va_len);
         // SAFETY: [base + va_off, + len) lies inside our own PROT_NONE
         // reservation (checked above), so MAP_FIXED replaces only pages this
         // value owns; the file is at least `file_off + len` long (the caller
         // derived both from a checked layout).
         unsafe {
-            mm::mmap(self.base.as_ptr().add(va_off).cast::<c_void>(), len, prot, flags, &self.fd, file_off)
+            mm::mmap(
+                self.base.as_ptr().add(va_off).cast::<c_void>(),
+                len,
+                prot,
+                flags,
+                &self.fd,
+                file_off,
+            )
         }
         .map(|_| ())
         .map_err(io_err("mmap(fixed)"))
@@ -261,18 +313,31 @@ unsafe impl RingMemory for MappedMemory {
     #[inline]
     fn control(&self) -> &ControlBlock {
         // SAFETY: see the impl's SAFETY comment.
-        unsafe { &*self.base.as_ptr().add(CONTROL_OFFSET).cast::<ControlBlock>() }
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(CONTROL_OFFSET)
+                .cast::<ControlBlock>()
+        }
     }
     #[inline]
     fn lane(&self, lane: usize) -> &LaneControl {
         assert!(lane < self.geometry.lanes as usize);
         // SAFETY: see the impl's SAFETY comment; lane < lanes was checked.
-        unsafe { &*self.base.as_ptr().add(self.page * (1 + lane)).cast::<LaneControl>() }
+        unsafe {
+            &*self
+                .base
+                .as_ptr()
+                .add(self.page * (1 + lane))
+                .cast::<LaneControl>()
+        }
     }
     #[inline]
     fn data(&self, lane: usize) -> *mut u8 {
         assert!(lane < self.geometry.lanes as usize);
-        let offset = self.page * (1 + self.geometry.lanes as usize) + lane * 2 * self.geometry.data_size as usize;
+        let offset = self.page * (1 + self.geometry.lanes as usize)
+            + lane * 2 * self.geometry.data_size as usize;
         // SAFETY: the offset is data_va_offset(lane), inside the reservation.
         unsafe { self.base.as_ptr().add(offset) }
     }
@@ -301,9 +366,21 @@ impl Probe {
     fn map(fd: &OwnedFd, page: usize) -> Result<Self, AttachError> {
         // SAFETY: a fresh shared mapping of the file's first page (the file is
         // at least a page long) at an address of the kernel's choosing.
-        let base = unsafe { mm::mmap(std::ptr::null_mut(), page, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0) }
-            .map_err(io_err("mmap(meta)"))?;
-        Ok(Probe { base: NonNull::new(base.cast()).expect("mmap never returns null on success"), len: page })
+        let base = unsafe {
+            mm::mmap(
+                std::ptr::null_mut(),
+                page,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )
+        }
+        .map_err(io_err("mmap(meta)"))?;
+        Ok(Probe {
+            base: NonNull::new(base.cast()).expect("mmap never returns null on success"),
+            len: page,
+        })
     }
 
     fn meta(&self) -> &MetaBlock {
@@ -372,24 +449,41 @@ pub enum AttachError {
 }
 
 fn io_err(op: &'static str) -> impl FnOnce(rustix::io::Errno) -> AttachError {
-    move |e| AttachError::Io { op, source: e.into() }
+    move |e| AttachError::Io {
+        op,
+        source: e.into(),
+    }
 }
 
 impl fmt::Display for AttachError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AttachError::Io { op, source } => write!(f, "{op} failed: {source}"),
-            AttachError::TooShort { len } => write!(f, "not a ring: the file is {len} bytes, less than a page"),
-            AttachError::Magic { found } => write!(f, "not a ring: magic {found:#018x} is not ODOCKRNG"),
+            AttachError::TooShort { len } => {
+                write!(f, "not a ring: the file is {len} bytes, less than a page")
+            }
+            AttachError::Magic { found } => {
+                write!(f, "not a ring: magic {found:#018x} is not ODOCKRNG")
+            }
             AttachError::Version { found, supported } => {
-                write!(f, "ring layout version {found} is not supported (this build reads {supported})")
+                write!(
+                    f,
+                    "ring layout version {found} is not supported (this build reads {supported})"
+                )
             }
             AttachError::PageSize { found, ours } => {
-                write!(f, "ring made for page size {found}, this machine's is {ours}")
+                write!(
+                    f,
+                    "ring made for page size {found}, this machine's is {ours}"
+                )
             }
             AttachError::Flags { found } => write!(f, "ring has unknown flags {found:#x}"),
             AttachError::Geometry(e) => write!(f, "ring geometry out of range: {e}"),
-            AttachError::Length { file, recorded, expected } => write!(
+            AttachError::Length {
+                file,
+                recorded,
+                expected,
+            } => write!(
                 f,
                 "ring file is {file} bytes, its meta block records {recorded}, its geometry implies {expected}"
             ),

@@ -123,7 +123,11 @@ mod heap {
         fn data(&self, lane: usize) -> *mut u8 {
             debug_assert!(lane < self.geometry.lanes as usize);
             // SAFETY: lane < lanes, so the offset stays inside the allocation.
-            unsafe { self.data.as_ptr().add(lane * 2 * self.geometry.data_size as usize) }
+            unsafe {
+                self.data
+                    .as_ptr()
+                    .add(lane * 2 * self.geometry.data_size as usize)
+            }
         }
         #[inline]
         fn header(&self, lane: usize, off: usize) -> &AtomicU64 {
@@ -192,9 +196,15 @@ mod heap {
             }
         }
 
-        fn granules(&self, lane: usize, off: usize, len: usize) -> impl Iterator<Item = &UnsafeCell<()>> {
+        fn granules(
+            &self,
+            lane: usize,
+            off: usize,
+            len: usize,
+        ) -> impl Iterator<Item = &UnsafeCell<()>> {
             let per_lane = (self.geometry.data_size / 8) as usize;
-            (off / 8..(off + len).div_ceil(8)).map(move |g| &self.granules[lane * per_lane + g % per_lane])
+            (off / 8..(off + len).div_ceil(8))
+                .map(move |g| &self.granules[lane * per_lane + g % per_lane])
         }
     }
 
@@ -251,7 +261,11 @@ pub(crate) mod futex {
     /// Sleeps while `*word == expected`, up to `timeout`. `private` is for
     /// memory no other process maps.
     pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>, private: bool) {
-        let flags = if private { futex::Flags::PRIVATE } else { futex::Flags::empty() };
+        let flags = if private {
+            futex::Flags::PRIVATE
+        } else {
+            futex::Flags::empty()
+        };
         let ts = timeout.map(|t| rustix::time::Timespec {
             tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
             tv_nsec: t.subsec_nanos() as _,
@@ -263,7 +277,11 @@ pub(crate) mod futex {
 
     /// Wakes every sleeper on `word`.
     pub(crate) fn wake(word: &AtomicU32, private: bool) {
-        let flags = if private { futex::Flags::PRIVATE } else { futex::Flags::empty() };
+        let flags = if private {
+            futex::Flags::PRIVATE
+        } else {
+            futex::Flags::empty()
+        };
         let _ = futex::wake(word, flags, u32::MAX);
     }
 }

@@ -149,7 +149,7 @@ pub use layout::{Corruption, Geometry, GeometryError, LAYOUT_VERSION, MAX_LANES,
 #[cfg(not(loom))]
 pub use mapped::{AttachError, Backing, MappedMemory};
 pub use memory::{HeapMemory, RingMemory};
-pub use producer::{Producer, ReserveError, Reservation};
+pub use producer::{Producer, Reservation, ReserveError};
 
 use std::fmt;
 use std::sync::Arc;
@@ -213,7 +213,9 @@ impl Ring<HeapMemory> {
 
 impl<M: RingMemory> fmt::Debug for Ring<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ring").field("geometry", &self.geometry).finish_non_exhaustive()
+        f.debug_struct("Ring")
+            .field("geometry", &self.geometry)
+            .finish_non_exhaustive()
     }
 }
 
@@ -241,10 +243,16 @@ impl fmt::Display for ClaimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClaimError::NoFreeLane { lanes } => {
-                write!(f, "no free producer lane: all {lanes} lanes have a live producer")
+                write!(
+                    f,
+                    "no free producer lane: all {lanes} lanes have a live producer"
+                )
             }
             ClaimError::CorruptLane { lane } => {
-                write!(f, "lane {lane} is corrupt: its positions or headers do not check out")
+                write!(
+                    f,
+                    "lane {lane} is corrupt: its positions or headers do not check out"
+                )
             }
             ClaimError::ConsumerTaken { pid } => {
                 write!(f, "the ring already has a live consumer (pid {pid})")

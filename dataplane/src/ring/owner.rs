@@ -63,7 +63,8 @@ pub(crate) fn alive(word: u64) -> bool {
 #[cfg(not(any(miri, loom)))]
 fn kill_finds(pid: u32) -> bool {
     use rustix::process::{Pid, test_kill_process};
-    Pid::from_raw(pid as i32).is_some_and(|p| !matches!(test_kill_process(p), Err(rustix::io::Errno::SRCH)))
+    Pid::from_raw(pid as i32)
+        .is_some_and(|p| !matches!(test_kill_process(p), Err(rustix::io::Errno::SRCH)))
 }
 
 /// Field 22 of `/proc/<pid>/stat`: the start time in ticks since boot.
@@ -89,7 +90,10 @@ mod tests {
         assert_eq!(pid(me), std::process::id());
         assert!(alive(me));
         // Same pid, another start time: a recycled pid.
-        let recycled = encode(std::process::id(), start_ticks(std::process::id()).unwrap() + 1);
+        let recycled = encode(
+            std::process::id(),
+            start_ticks(std::process::id()).unwrap() + 1,
+        );
         assert!(!alive(recycled));
         assert!(!alive(0));
     }

@@ -40,13 +40,19 @@ impl<M: RingMemory> Producer<M> {
             let free = word == 0 || !owner::alive(word);
             // Acquire pairs with the Release store of 0 in the last owner's
             // Drop, so its final producer_pos is visible to us.
-            if free && words.owner.compare_exchange(word, me, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if free
+                && words
+                    .owner
+                    .compare_exchange(word, me, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
                 // The last owner died: its BUSY records become discards.
                 if word != 0 && reap_lane(&ring.mem, lane).is_err() {
                     words.owner.store(0, Ordering::Release);
                     return Err(ClaimError::CorruptLane { lane: lane as u32 });
                 }
-                return Producer::on_lane(ring, lane).ok_or(ClaimError::CorruptLane { lane: lane as u32 });
+                return Producer::on_lane(ring, lane)
+                    .ok_or(ClaimError::CorruptLane { lane: lane as u32 });
             }
         }
         Err(ClaimError::NoFreeLane { lanes })
@@ -87,7 +93,11 @@ impl<M: RingMemory> Producer<M> {
 
     /// Records refused on this lane because it was full, by any owner.
     pub fn dropped(&self) -> u64 {
-        self.ring.mem.lane(self.lane).dropped.load(Ordering::Relaxed)
+        self.ring
+            .mem
+            .lane(self.lane)
+            .dropped
+            .load(Ordering::Relaxed)
     }
 
     /// Reserves `len` bytes of ring memory to write a record in place.
@@ -102,7 +112,10 @@ impl<M: RingMemory> Producer<M> {
     #[inline]
     pub fn reserve(&self, len: usize) -> Result<Reservation<'_, M>, ReserveError> {
         if len as u64 > self.max_len {
-            return Err(ReserveError::TooLarge { len, max: self.max_len as usize });
+            return Err(ReserveError::TooLarge {
+                len,
+                max: self.max_len as usize,
+            });
         }
         let pos = self.pos.get();
         let end = pos + record_total(len as u64);
@@ -112,7 +125,12 @@ impl<M: RingMemory> Producer<M> {
             // reuse happen before our writes. A bogus value from a broken
             // consumer can only make us refuse, never overrun: the wrapping
             // difference is then larger than the size.
-            let consumer = self.ring.mem.lane(self.lane).consumer_pos.load(Ordering::Acquire);
+            let consumer = self
+                .ring
+                .mem
+                .lane(self.lane)
+                .consumer_pos
+                .load(Ordering::Acquire);
             self.cached_consumer.set(consumer);
             if end.wrapping_sub(consumer) > self.size {
                 let dropped = &self.ring.mem.lane(self.lane).dropped;
@@ -125,11 +143,18 @@ impl<M: RingMemory> Producer<M> {
         let words = self.ring.mem.lane(self.lane);
         // Step 2, then step 3: the Release store of producer_pos publishes the
         // BUSY header (pairs with the consumer's Acquire load in C1).
-        self.ring.mem.header(self.lane, off).store(Header::busy(len as u64, pos), Ordering::Relaxed);
+        self.ring
+            .mem
+            .header(self.lane, off)
+            .store(Header::busy(len as u64, pos), Ordering::Relaxed);
         words.producer_pos.store(end, Ordering::Release);
         self.pos.set(end);
         self.ring.mem.track_write(self.lane, off + 8, len);
-        Ok(Reservation { producer: self, pos, len: len as u32 })
+        Ok(Reservation {
+            producer: self,
+            pos,
+            len: len as u32,
+        })
     }
 
     /// Copies `bytes` into a new record and commits it.
@@ -151,7 +176,10 @@ impl<M: RingMemory> Producer<M> {
         let off = (pos & self.mask) as usize;
         // Step 4: Release publishes the payload (pairs with the consumer's
         // Acquire load of the header in C2).
-        self.ring.mem.header(self.lane, off).store(header, Ordering::Release);
+        self.ring
+            .mem
+            .header(self.lane, off)
+            .store(header, Ordering::Release);
         // Step 5: the StoreLoad fence pairs with the consumer's fence in W2.
         fence(Ordering::SeqCst);
         let waiting = &self.ring.mem.control().waiting;
@@ -166,13 +194,20 @@ impl<M: RingMemory> Drop for Producer<M> {
         // Release pairs with the Acquire CAS of the next claimant: our last
         // producer_pos is visible to it. No reservation is outstanding: each
         // borrows `self`.
-        self.ring.mem.lane(self.lane).owner.store(0, Ordering::Release);
+        self.ring
+            .mem
+            .lane(self.lane)
+            .owner
+            .store(0, Ordering::Release);
     }
 }
 
 impl<M: RingMemory> fmt::Debug for Producer<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Producer").field("lane", &self.lane).field("pos", &self.pos.get()).finish()
+        f.debug_struct("Producer")
+            .field("lane", &self.lane)
+            .field("pos", &self.pos.get())
+            .finish()
     }
 }
 
@@ -187,7 +222,10 @@ pub(super) fn reap_lane<M: RingMemory>(mem: &M, lane: usize) -> Result<u64, Corr
     let end = words.producer_pos.load(Ordering::Acquire);
     let mut pos = words.consumer_pos.load(Ordering::Acquire);
     if pos % 8 != 0 || end % 8 != 0 || end.wrapping_sub(pos) > geometry.data_size {
-        return Err(Corruption::ConsumerPosition { found: pos, producer: end });
+        return Err(Corruption::ConsumerPosition {
+            found: pos,
+            producer: end,
+        });
     }
     let max = geometry.max_record_len() as u64;
     let mut reaped = 0;
@@ -229,7 +267,8 @@ impl<M: RingMemory> Reservation<'_, M> {
     #[inline]
     pub fn commit(self) {
         let this = std::mem::ManuallyDrop::new(self);
-        this.producer.finish(this.pos, Header::committed(u64::from(this.len), this.pos));
+        this.producer
+            .finish(this.pos, Header::committed(u64::from(this.len), this.pos));
     }
 
     /// Gives the space up; the consumer skips it.
@@ -246,7 +285,8 @@ impl<M: RingMemory> Reservation<'_, M> {
 
 impl<M: RingMemory> Drop for Reservation<'_, M> {
     fn drop(&mut self) {
-        self.producer.finish(self.pos, Header::discarded(u64::from(self.len), self.pos));
+        self.producer
+            .finish(self.pos, Header::discarded(u64::from(self.len), self.pos));
     }
 }
 
@@ -274,7 +314,10 @@ impl<M: RingMemory> DerefMut for Reservation<'_, M> {
 
 impl<M: RingMemory> fmt::Debug for Reservation<'_, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reservation").field("pos", &self.pos).field("len", &self.len).finish()
+        f.debug_struct("Reservation")
+            .field("pos", &self.pos)
+            .field("len", &self.len)
+            .finish()
     }
 }
 
@@ -298,9 +341,14 @@ pub enum ReserveError {
 impl fmt::Display for ReserveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReserveError::Full { len } => write!(f, "ring lane full: no room for a {len}-byte record"),
+            ReserveError::Full { len } => {
+                write!(f, "ring lane full: no room for a {len}-byte record")
+            }
             ReserveError::TooLarge { len, max } => {
-                write!(f, "record of {len} bytes exceeds the ring's maximum of {max}")
+                write!(
+                    f,
+                    "record of {len} bytes exceeds the ring's maximum of {max}"
+                )
             }
         }
     }
