@@ -3,7 +3,7 @@
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::layout::{Corruption, Header, record_total};
 use super::memory::RingMemory;
@@ -200,8 +200,9 @@ impl<M: RingMemory> Consumer<M> {
         Ok(n)
     }
 
-    /// Sleeps until a record may be ready, `timeout` passes, or a wake-up
-    /// comes. Producers issue a wake-up only while the consumer sleeps.
+    /// Sleeps until a record is ready or `timeout` passes (`None`: until a
+    /// record is ready). Producers issue a wake-up only while the consumer
+    /// sleeps.
     ///
     /// While a lane head is BUSY the sleep is cut to [`REAP_INTERVAL`], after
     /// which a lane whose producer died is reaped.
@@ -209,36 +210,55 @@ impl<M: RingMemory> Consumer<M> {
     /// # Errors
     /// [`CorruptRing`], as for [`Self::batch`].
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<WaitOutcome, CorruptRing> {
-        let (ready, busy_head) = self.probe()?;
-        if ready {
-            return Ok(WaitOutcome::Ready);
-        }
+        let deadline = timeout.map(|t| Instant::now() + t);
         let ring = Arc::clone(&self.ring);
-        let waiting = &ring.mem.control().waiting;
-        // W1, W2: announce the sleep, then the StoreLoad fence that pairs
-        // with the producer's fence after commit (protocol step 5).
-        waiting.store(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        let (ready, _) = self.probe()?;
-        if ready {
-            waiting.store(0, Ordering::Relaxed);
-            return Ok(WaitOutcome::Ready);
+        let control = ring.mem.control();
+        loop {
+            let (ready, busy_head) = self.probe()?;
+            if ready {
+                return Ok(WaitOutcome::Ready);
+            }
+            let seq = control.wake_seq.load(Ordering::Acquire);
+            // W1, W2: announce the sleep, then the StoreLoad fence that
+            // pairs with the producer's fence after commit (step 5).
+            control.waiting.store(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            let (ready, _) = self.probe()?;
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if ready || left == Some(Duration::ZERO) {
+                control.waiting.store(0, Ordering::Relaxed);
+                return Ok(if ready {
+                    WaitOutcome::Ready
+                } else {
+                    WaitOutcome::TimedOut
+                });
+            }
+            let sleep = if busy_head {
+                Some(left.map_or(REAP_INTERVAL, |l| l.min(REAP_INTERVAL)))
+            } else {
+                left
+            };
+            // W3: the futex sleeps only while `wake_seq` still holds `seq`,
+            // so a wake-up between W2 and here is not lost.
+            ring.mem.wait(seq, sleep);
+            control.waiting.store(0, Ordering::Relaxed);
+            // Acquire pairs with the producer's Release bump: its commit is
+            // visible to the probe at the top of the loop.
+            if control.wake_seq.load(Ordering::Acquire) != seq {
+                continue;
+            }
+            // Timed out or woken spuriously.
+            if busy_head && self.reap_dead_producers()? > 0 {
+                return Ok(WaitOutcome::Ready);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(if self.probe()?.0 {
+                    WaitOutcome::Ready
+                } else {
+                    WaitOutcome::TimedOut
+                });
+            }
         }
-        let sleep = match (busy_head, timeout) {
-            (true, Some(t)) => Some(t.min(REAP_INTERVAL)),
-            (true, None) => Some(REAP_INTERVAL),
-            (false, t) => t,
-        };
-        // W3: the futex re-checks `waiting == 1` atomically with going to sleep.
-        ring.mem.wait(1, sleep);
-        waiting.store(0, Ordering::Relaxed);
-        if self.probe()?.0 {
-            return Ok(WaitOutcome::Ready);
-        }
-        if busy_head && self.reap_dead_producers()? > 0 {
-            return Ok(WaitOutcome::Ready);
-        }
-        Ok(WaitOutcome::TimedOut)
     }
 
     /// Reaps every lane whose owner process is gone (see "Dead producers" in

@@ -95,8 +95,13 @@ pub struct ControlBlock {
     /// The consumer's owner word (see `owner.rs`); 0 when none.
     pub(crate) consumer_owner: AtomicU64,
     _pad: [u64; 7],
-    /// 1 while the consumer sleeps or is about to: the futex word.
+    /// 1 while the consumer sleeps or is about to. Written by the consumer
+    /// only; producers read it after every commit.
     pub(crate) waiting: AtomicU32,
+    _pad1: [u32; 15],
+    /// The futex word: producers bump it (only while `waiting` is 1) and then
+    /// wake the consumer, which sleeps while it keeps the value it read.
+    pub(crate) wake_seq: AtomicU32,
 }
 
 /// Offset of [`ControlBlock`] in page 0.
@@ -127,6 +132,7 @@ const _: () = {
     assert!(CONTROL_OFFSET + std::mem::size_of::<ControlBlock>() <= 4096);
     assert!(std::mem::size_of::<MetaBlock>() <= CONTROL_OFFSET);
     assert!(std::mem::offset_of!(ControlBlock, waiting) == 64);
+    assert!(std::mem::offset_of!(ControlBlock, wake_seq) == 128);
 };
 
 impl ControlBlock {
@@ -135,6 +141,8 @@ impl ControlBlock {
             consumer_owner: AtomicU64::new(0),
             _pad: [0; 7],
             waiting: AtomicU32::new(0),
+            _pad1: [0; 15],
+            wake_seq: AtomicU32::new(0),
         }
     }
 }

@@ -349,10 +349,10 @@ unsafe impl RingMemory for MappedMemory {
         unsafe { &*self.data(lane).add(off).cast::<AtomicU64>() }
     }
     fn wait(&self, expected: u32, timeout: Option<Duration>) {
-        futex::wait(&self.control().waiting, expected, timeout, false);
+        futex::wait(&self.control().wake_seq, expected, timeout, false);
     }
     fn wake(&self) {
-        futex::wake(&self.control().waiting, false);
+        futex::wake(&self.control().wake_seq, false);
     }
 }
 

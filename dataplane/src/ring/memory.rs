@@ -37,10 +37,11 @@ pub unsafe trait RingMemory: Send + Sync + 'static {
     fn data(&self, lane: usize) -> *mut u8;
     /// The header word at data offset `off` of lane `lane`.
     fn header(&self, lane: usize, off: usize) -> &AtomicU64;
-    /// Sleeps while `control().waiting == expected`, up to `timeout`. May wake
-    /// spuriously.
+    /// Sleeps while `control().wake_seq == expected`, up to `timeout`. May
+    /// wake spuriously.
     fn wait(&self, expected: u32, timeout: Option<Duration>);
-    /// Wakes the consumer sleeping in [`RingMemory::wait`].
+    /// Wakes the consumer sleeping in [`RingMemory::wait`] (after `wake_seq`
+    /// was bumped).
     fn wake(&self);
     /// Called before a producer writes `len` payload bytes at `off` (loom's
     /// race detector hooks in here; a no-op elsewhere).
@@ -138,10 +139,10 @@ mod heap {
             unsafe { &*(self.data(lane).add(off) as *const AtomicU64) }
         }
         fn wait(&self, expected: u32, timeout: Option<Duration>) {
-            super::futex::wait(&self.control.waiting, expected, timeout, true);
+            super::futex::wait(&self.control.wake_seq, expected, timeout, true);
         }
         fn wake(&self) {
-            super::futex::wake(&self.control.waiting, true);
+            super::futex::wake(&self.control.wake_seq, true);
         }
     }
 }
@@ -228,7 +229,7 @@ mod heap {
         }
         fn wait(&self, expected: u32, _timeout: Option<Duration>) {
             let guard = self.sleep.lock().unwrap();
-            if self.control.waiting.load(Ordering::SeqCst) == expected {
+            if self.control.wake_seq.load(Ordering::Relaxed) == expected {
                 drop(self.woken.wait(guard).unwrap());
             }
         }

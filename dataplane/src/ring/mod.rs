@@ -43,7 +43,8 @@
 //! 0                               meta: magic, version,        creator, once
 //!                                 page size, lanes, data size
 //! 128                             control: consumer owner,     consumer
-//!                                 waiting (futex word)         consumer, producers
+//!                                 waiting,                     consumer
+//!                                 wake_seq (futex word)        producers
 //! page * (1 + l)                  lane l control page:
 //!    +0                             consumer_pos               consumer
 //!    +128                           producer_pos, dropped      lane owner
@@ -83,12 +84,17 @@
 //! Producer, on `commit` (or `discard`):
 //! 4. store the header `len | tag` (or `DISCARD | len | tag`) with *Release*
 //!    (publishes the payload; pairs with the Acquire load in C2);
-//! 5. `fence(SeqCst)`, then load `waiting`; if it is set, swap it to 0 and
-//!    wake the consumer with a futex wake. The fence pairs with the fence in
-//!    W2: of the two, whichever comes first in the single total order makes
-//!    the other side see its store, so either the producer sees `waiting`
-//!    or the consumer's re-check sees the record. This is the StoreLoad
-//!    fence whose absence once hung libbpf's and aya's consumers.
+//! 5. `fence(SeqCst)`, then load `waiting` (Relaxed); if it is set, bump
+//!    `wake_seq` with *Release* and futex-wake it. The fence pairs with the
+//!    fence in W2: of the two, whichever comes first in the single total
+//!    order makes the other side see its store, so either the producer sees
+//!    `waiting` or the consumer's re-check sees the record. This is the
+//!    StoreLoad fence whose absence once hung libbpf's and aya's consumers.
+//!    Producers never write `waiting`: an earlier design had the waking
+//!    producer swap it back to 0, and loom found it could not prove that
+//!    design (a third party's RMW between the consumer's announcements);
+//!    with one writer per flag the handshake is the plain two-party
+//!    store-buffering pattern that loom checks.
 //!
 //! Consumer, per lane:
 //! - C1. load `producer_pos` with *Acquire* and check it: 8-aligned, never
@@ -99,9 +105,15 @@
 //! - C3. once per batch, store `consumer_pos` with *Release*.
 //!
 //! Consumer, on `wait`:
+//! - W0. load `seq = wake_seq` (*Acquire*);
 //! - W1. store `waiting = 1`;
 //! - W2. `fence(SeqCst)`, then re-check every lane as in C1 and C2;
-//! - W3. nothing ready: futex-wait on `waiting` while it is still 1.
+//! - W3. nothing ready: futex-wait on `wake_seq` while it still holds `seq`;
+//! - W4. store `waiting = 0`; load `wake_seq` with *Acquire* (pairs with
+//!   the producer's Release bump in step 5) and look again.
+//!
+//! A wake-up costs a syscall only while the consumer sleeps (or is about to);
+//! a busy consumer costs producers one Relaxed load of a line nobody writes.
 //!
 //! # What the consumer trusts
 //!

@@ -172,8 +172,11 @@ impl<M: RingMemory> Producer<M> {
     /// Ends a reservation: stores its final header, then wakes the consumer
     /// if it sleeps.
     #[inline]
-    fn finish(&self, pos: u64, header: u64) {
+    fn finish(&self, pos: u64, len: u32, header: u64) {
         let off = (pos & self.mask) as usize;
+        // The payload was written between reserve and now: the last write
+        // is what the consumer's read must be ordered after.
+        self.ring.mem.track_write(self.lane, off + 8, len as usize);
         // Step 4: Release publishes the payload (pairs with the consumer's
         // Acquire load of the header in C2).
         self.ring
@@ -182,10 +185,7 @@ impl<M: RingMemory> Producer<M> {
             .store(header, Ordering::Release);
         // Step 5: the StoreLoad fence pairs with the consumer's fence in W2.
         fence(Ordering::SeqCst);
-        let waiting = &self.ring.mem.control().waiting;
-        if waiting.load(Ordering::Relaxed) != 0 && waiting.swap(0, Ordering::Relaxed) != 0 {
-            self.ring.mem.wake();
-        }
+        wake_if_waiting(&self.ring.mem);
     }
 }
 
@@ -208,6 +208,21 @@ impl<M: RingMemory> fmt::Debug for Producer<M> {
             .field("lane", &self.lane)
             .field("pos", &self.pos.get())
             .finish()
+    }
+}
+
+/// The producer's half of the sleep handshake, after its header store and
+/// the SeqCst fence: if the consumer announced a sleep, bump `wake_seq` and
+/// wake it. The Release pairs with the consumer's Acquire load of `wake_seq`
+/// after it wakes, so our commit is visible to its next look. Only the
+/// consumer writes `waiting`; a consumer that stays awake clears it, and a
+/// commit that sees a stale 1 costs one spurious wake-up, never a lost one.
+#[inline]
+pub(super) fn wake_if_waiting<M: RingMemory>(mem: &M) {
+    let control = mem.control();
+    if control.waiting.load(Ordering::Relaxed) != 0 {
+        control.wake_seq.fetch_add(1, Ordering::Release);
+        mem.wake();
     }
 }
 
@@ -244,9 +259,7 @@ pub(super) fn reap_lane<M: RingMemory>(mem: &M, lane: usize) -> Result<u64, Corr
         words.abandoned.fetch_add(reaped, Ordering::Relaxed);
         // A consumer asleep on the busy head must look again.
         fence(Ordering::SeqCst);
-        if mem.control().waiting.swap(0, Ordering::Relaxed) != 0 {
-            mem.wake();
-        }
+        wake_if_waiting(mem);
     }
     Ok(reaped)
 }
@@ -267,8 +280,11 @@ impl<M: RingMemory> Reservation<'_, M> {
     #[inline]
     pub fn commit(self) {
         let this = std::mem::ManuallyDrop::new(self);
-        this.producer
-            .finish(this.pos, Header::committed(u64::from(this.len), this.pos));
+        this.producer.finish(
+            this.pos,
+            this.len,
+            Header::committed(u64::from(this.len), this.pos),
+        );
     }
 
     /// Gives the space up; the consumer skips it.
@@ -285,8 +301,11 @@ impl<M: RingMemory> Reservation<'_, M> {
 
 impl<M: RingMemory> Drop for Reservation<'_, M> {
     fn drop(&mut self) {
-        self.producer
-            .finish(self.pos, Header::discarded(u64::from(self.len), self.pos));
+        self.producer.finish(
+            self.pos,
+            self.len,
+            Header::discarded(u64::from(self.len), self.pos),
+        );
     }
 }
 
