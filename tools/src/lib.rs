@@ -1,1 +1,6 @@
-//! odock tools
+//! Odock command-line tools, and the benchmark workloads that `odock-bench`
+//! shares with the criterion benches in `benches/`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bench;

@@ -1,1 +1,576 @@
-fn main() {}
+//! `odock-bench`: the project's benchmarks, each figure set beside a baseline
+//! measured in the same run.
+//!
+//! `odock-bench ring [--json] [--quick]` measures the shared-memory ring (see
+//! `docs/BENCHMARKS.md` for what each case means and the latest figures).
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use odock_tools::bench::ring::{self as work, ChildMode, LANE_BYTES, Waiting};
+use odock_tools::bench::{BenchResult, Cpus, Latency, Throughput, Touch, median};
+use serde::Serialize;
+
+#[derive(Parser)]
+#[command(
+    name = "odock-bench",
+    about = "Odock benchmarks: each figure beside a baseline from the same run"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The shared-memory ring against crossbeam, a Unix socket pair, the
+    /// atomic ping-pong floor and memcpy.
+    Ring {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// A smaller run (under 20 s) for a quick look or CI.
+        #[arg(long)]
+        quick: bool,
+        /// Only the case groups whose name contains this (spsc, round_trip,
+        /// mpsc, cross_process, bulk).
+        #[arg(long)]
+        only: Option<String>,
+        /// Runs per case (default: 3 quick, 7 full); the figures are medians.
+        #[arg(long)]
+        runs: Option<usize>,
+    },
+    /// The child side of the cross-process cases (internal).
+    #[command(hide = true)]
+    RingChild {
+        #[arg(long)]
+        mode: Mode,
+        #[arg(long)]
+        len: usize,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        cpu: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Ring,
+    Socket,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Ring {
+            json,
+            quick,
+            only,
+            runs,
+        } => run_ring(json, quick, only.as_deref(), runs),
+        Cmd::RingChild {
+            mode,
+            len,
+            count,
+            cpu,
+        } => {
+            let mode = match mode {
+                Mode::Ring => ChildMode::Ring,
+                Mode::Socket => ChildMode::Socket,
+            };
+            work::child_main(mode, len, count, cpu)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("odock-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// How much work each case does.
+struct Scale {
+    runs: usize,
+    /// Ring records of 64 B per SPSC run (fewer for larger records).
+    spsc: u64,
+    /// Channel records of 64 B per crossbeam run.
+    crossbeam: u64,
+    /// Busy-polled round trips per run.
+    trips: usize,
+    /// Round trips per run of the sleeping and socket cases.
+    slow_trips: usize,
+    /// Records per cross-process ring run, and per socket run.
+    cross_ring: u64,
+    cross_socket: u64,
+    /// 4 KiB records per bulk run.
+    bulk: u64,
+}
+
+impl Scale {
+    fn new(quick: bool, runs: Option<usize>) -> Self {
+        let s = if quick {
+            Scale {
+                runs: 3,
+                spsc: 2_000_000,
+                crossbeam: 250_000,
+                trips: 20_000,
+                slow_trips: 3_000,
+                cross_ring: 2_000_000,
+                cross_socket: 150_000,
+                bulk: 150_000,
+            }
+        } else {
+            Scale {
+                runs: 7,
+                spsc: 16_000_000,
+                crossbeam: 1_500_000,
+                trips: 200_000,
+                slow_trips: 15_000,
+                cross_ring: 16_000_000,
+                cross_socket: 800_000,
+                bulk: 1_000_000,
+            }
+        };
+        Scale {
+            runs: runs.unwrap_or(s.runs).max(1),
+            ..s
+        }
+    }
+
+    /// Scales a 64-byte record count to `len`-byte records (by the square
+    /// root of the size ratio: larger records move fewer per second).
+    fn sized(count: u64, len: usize) -> u64 {
+        let factor = ((len / 64).max(1) as f64).sqrt();
+        ((count as f64 / factor) as u64).max(1_000)
+    }
+}
+
+/// One line of output.
+#[derive(Serialize, Default)]
+struct Row {
+    case: String,
+    record_bytes: usize,
+    producers: usize,
+    records_per_sec: f64,
+    baseline: String,
+    baseline_records_per_sec: f64,
+    /// `records_per_sec / baseline_records_per_sec`: above 1, the ring is faster.
+    ratio: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_bytes_per_sec: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p50_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    p99_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_p50_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline_p99_ns: Option<u64>,
+    /// `p50_ns / baseline_p50_ns`: below 1, the ring is faster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ratio: Option<f64>,
+    /// Runs of each side; every figure is the median over them.
+    runs: usize,
+    /// Where each side ran.
+    cpus: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meets_target: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+impl Row {
+    fn throughput(
+        case: &str,
+        len: usize,
+        producers: usize,
+        ring: &[Throughput],
+        baseline: &str,
+        base: &[Throughput],
+    ) -> Row {
+        let rps = median(
+            &ring
+                .iter()
+                .map(Throughput::records_per_sec)
+                .collect::<Vec<_>>(),
+        );
+        let brps = median(
+            &base
+                .iter()
+                .map(Throughput::records_per_sec)
+                .collect::<Vec<_>>(),
+        );
+        let bps = median(
+            &ring
+                .iter()
+                .map(Throughput::bytes_per_sec)
+                .collect::<Vec<_>>(),
+        );
+        let bbps = median(
+            &base
+                .iter()
+                .map(Throughput::bytes_per_sec)
+                .collect::<Vec<_>>(),
+        );
+        Row {
+            case: case.into(),
+            record_bytes: len,
+            producers,
+            records_per_sec: rps,
+            baseline: baseline.into(),
+            baseline_records_per_sec: brps,
+            ratio: rps / brps,
+            bytes_per_sec: Some(bps),
+            baseline_bytes_per_sec: Some(bbps),
+            runs: ring.len(),
+            ..Row::default()
+        }
+    }
+
+    fn latency(case: &str, ring: &[Latency], baseline: &str, base: &[Latency]) -> Row {
+        let med =
+            |v: &[Latency], f: fn(&Latency) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+        let p50 = med(ring, |l| l.p50() as f64);
+        let bp50 = med(base, |l| l.p50() as f64);
+        let rps = med(ring, Latency::per_sec);
+        let brps = med(base, Latency::per_sec);
+        Row {
+            case: case.into(),
+            record_bytes: work::FRAME_BYTES,
+            producers: 1,
+            records_per_sec: rps,
+            baseline: baseline.into(),
+            baseline_records_per_sec: brps,
+            ratio: rps / brps,
+            p50_ns: Some(p50 as u64),
+            p99_ns: Some(med(ring, |l| l.p99() as f64) as u64),
+            baseline_p50_ns: Some(bp50 as u64),
+            baseline_p99_ns: Some(med(base, |l| l.p99() as f64) as u64),
+            latency_ratio: Some(p50 / bp50),
+            runs: ring.len(),
+            ..Row::default()
+        }
+    }
+
+    fn target(mut self, target: &str, met: bool) -> Row {
+        self.target = Some(target.into());
+        self.meets_target = Some(met);
+        self
+    }
+
+    fn cpus(mut self, cpus: String) -> Row {
+        self.cpus = cpus;
+        self
+    }
+
+    fn note(mut self, note: &str) -> Row {
+        self.note = Some(note.into());
+        self
+    }
+}
+
+/// Prints rows as a table or as JSON lines, as they come.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn header(&self, scale: &Scale, quick: bool) {
+        if self.json {
+            return;
+        }
+        println!(
+            "odock-bench ring ({}, {} runs per case, medians; ratio = ring / baseline, higher is better for the ring)",
+            if quick { "quick" } else { "full" },
+            scale.runs
+        );
+        println!("machine: {}", machine());
+        println!(
+            "{:<26} {:>5} {:>4}  {:>24}  {:<18} {:>24}  {:>8}  target",
+            "case", "bytes", "prod", "ring", "baseline", "baseline figure", "ratio"
+        );
+    }
+
+    fn row(&self, row: &Row) {
+        let mut stdout = std::io::stdout().lock();
+        if self.json {
+            let line = serde_json::to_string(row).expect("rows serialize");
+            let _ = writeln!(stdout, "{line}");
+        } else {
+            let (ring, base) = match (row.p50_ns, row.baseline_p50_ns) {
+                (Some(p50), Some(bp50)) => (
+                    format!("p50 {} p99 {}", ns(p50), ns(row.p99_ns.unwrap_or(0))),
+                    format!(
+                        "p50 {} p99 {}",
+                        ns(bp50),
+                        ns(row.baseline_p99_ns.unwrap_or(0))
+                    ),
+                ),
+                _ if row.record_bytes >= 4096 => (
+                    format!(
+                        "{} {}",
+                        rate(row.records_per_sec),
+                        gbps(row.bytes_per_sec.unwrap_or(0.0))
+                    ),
+                    format!(
+                        "{} {}",
+                        rate(row.baseline_records_per_sec),
+                        gbps(row.baseline_bytes_per_sec.unwrap_or(0.0))
+                    ),
+                ),
+                _ => (
+                    rate(row.records_per_sec),
+                    rate(row.baseline_records_per_sec),
+                ),
+            };
+            let ratio = match row.latency_ratio {
+                Some(l) if l >= 1.0 => format!("{l:.2}x lat"),
+                Some(l) => format!("1/{:.1} lat", 1.0 / l),
+                None => format!("{:.2}x", row.ratio),
+            };
+            let target = match (&row.target, row.meets_target) {
+                (Some(t), Some(true)) => format!("{t}: met"),
+                (Some(t), _) => format!("{t}: NOT met"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                stdout,
+                "{:<26} {:>5} {:>4}  {:>24}  {:<18} {:>24}  {:>8}  {}",
+                row.case, row.record_bytes, row.producers, ring, row.baseline, base, ratio, target
+            );
+        }
+        let _ = stdout.flush();
+    }
+}
+
+fn ns(v: u64) -> String {
+    if v >= 10_000 {
+        format!("{:.1}µs", v as f64 / 1000.0)
+    } else {
+        format!("{v}ns")
+    }
+}
+
+fn rate(v: f64) -> String {
+    format!("{:.2} M/s", v / 1e6)
+}
+
+fn gbps(v: f64) -> String {
+    format!("{:.1} GB/s", v / 1e9)
+}
+
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cpus} cpus")
+}
+
+fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) -> BenchResult<()> {
+    let scale = Scale::new(quick, runs);
+    let out = Out { json };
+    let cpus = Cpus::two();
+    let wanted = |group: &str| only.is_none_or(|o| group.contains(o));
+    out.header(&scale, quick);
+    let two = format!("producer cpu {}, consumer cpu {}", cpus.a, cpus.b);
+
+    if wanted("spsc") {
+        let ring = work::heap_ring(1)?;
+        for len in [64, 256, 1024, 4096] {
+            let n = Scale::sized(scale.spsc, len);
+            let nb = Scale::sized(scale.crossbeam, len);
+            // One untimed run of each warms caches and the allocator.
+            work::ring_throughput(&ring, &[cpus.a], cpus.b, len, n / 4, Touch::First8)?;
+            work::crossbeam_throughput(len, nb / 4, 4096, cpus, Touch::First8)?;
+            let (mut r, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..scale.runs {
+                r.push(work::ring_throughput(
+                    &ring,
+                    &[cpus.a],
+                    cpus.b,
+                    len,
+                    n,
+                    Touch::First8,
+                )?);
+                b.push(work::crossbeam_throughput(
+                    len,
+                    nb,
+                    4096,
+                    cpus,
+                    Touch::First8,
+                )?);
+            }
+            let mut row =
+                Row::throughput("spsc", len, 1, &r, "crossbeam_vec", &b).cpus(two.clone());
+            if len == 64 {
+                let met = row.records_per_sec >= 50e6 && row.ratio >= 10.0;
+                row = row.target(">= 50 M/s and >= 10x", met);
+            }
+            out.row(&row);
+        }
+    }
+
+    if wanted("round_trip") {
+        let (mut busy, mut sleep, mut floor, mut sock) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..scale.runs {
+            busy.push(work::round_trip_ring(scale.trips, cpus, Waiting::Spin)?);
+            floor.push(work::round_trip_atomics(scale.trips, cpus)?);
+            sock.push(work::round_trip_socketpair(scale.slow_trips, cpus)?);
+            sleep.push(work::round_trip_ring(
+                scale.slow_trips,
+                cpus,
+                Waiting::Sleep,
+            )?);
+        }
+        let where_ = format!("client cpu {}, server cpu {}", cpus.a, cpus.b);
+        let row = Row::latency("round_trip_busy", &busy, "atomic_ping_pong", &floor);
+        let met = row.latency_ratio.is_some_and(|l| l <= 3.0);
+        out.row(&row.target("<= 3x floor p50", met).cpus(where_.clone()));
+        let row = Row::latency("round_trip_busy", &busy, "unix_seqpacket", &sock);
+        let met = row.latency_ratio.is_some_and(|l| l <= 1.0 / 20.0);
+        out.row(&row.target(">= 20x faster p50", met).cpus(where_.clone()));
+        let row = Row::latency("round_trip_sleeping", &sleep, "unix_seqpacket", &sock);
+        let met = row.latency_ratio.is_some_and(|l| l <= 1.0 / 2.0);
+        out.row(
+            &row.target(">= 2x faster p50", met)
+                .cpus(where_)
+                .note("both sides sleep when idle: ring in Consumer::wait (futex), socket in recv"),
+        );
+    }
+
+    if wanted("mpsc") {
+        let ring = work::heap_ring(2)?;
+        let len = 64;
+        let n = scale.spsc / 2;
+        work::ring_throughput(&ring, &[cpus.a, cpus.a], cpus.b, len, n / 4, Touch::First8)?;
+        let (mut two_p, mut one_p) = (vec![], vec![]);
+        for _ in 0..scale.runs {
+            two_p.push(work::ring_throughput(
+                &ring,
+                &[cpus.a, cpus.a],
+                cpus.b,
+                len,
+                n,
+                Touch::First8,
+            )?);
+            one_p.push(work::ring_throughput(
+                &ring,
+                &[cpus.a],
+                cpus.b,
+                len,
+                2 * n,
+                Touch::First8,
+            )?);
+        }
+        let row = Row::throughput("mpsc", len, 2, &two_p, "same_ring_1_producer", &one_p);
+        let met = row.ratio >= 0.8;
+        out.row(
+            &row.target(">= 0.8x of 1 producer", met)
+                .cpus(format!(
+                    "producers share cpu {}, consumer cpu {}",
+                    cpus.a, cpus.b
+                ))
+                .note(
+                    "2 cores only: both producers time-share one core, so this shows \
+                     that a second lane costs nothing, not parallel producer scaling",
+                ),
+        );
+    }
+
+    if wanted("cross_process") {
+        let exe = std::env::current_exe()?;
+        for len in [64, 1024] {
+            let n = Scale::sized(scale.cross_ring, len);
+            let ns = Scale::sized(scale.cross_socket, len);
+            cross_once(&exe, len, n / 4, ns / 4, cpus)?;
+            let (mut r, mut b) = (vec![], vec![]);
+            for _ in 0..scale.runs {
+                let (x, y) = cross_once(&exe, len, n, ns, cpus)?;
+                r.push(x);
+                b.push(y);
+            }
+            let row = Row::throughput("cross_process_spsc", len, 1, &r, "unix_seqpacket", &b)
+                .cpus(format!(
+                    "child producer cpu {}, parent consumer cpu {}",
+                    cpus.a, cpus.b
+                ))
+                .note("memfd ring; timed from the first record received");
+            out.row(&row);
+        }
+    }
+
+    if wanted("bulk") {
+        let ring = work::heap_ring(1)?;
+        let len = 4096;
+        let n = scale.bulk;
+        for touch in [Touch::First8, Touch::All] {
+            work::ring_throughput(&ring, &[cpus.a], cpus.b, len, n / 4, touch)?;
+            odock_tools::bench::memcpy_blocks(len, n / 4, LANE_BYTES as usize, cpus.a)?;
+            let (mut r, mut b) = (vec![], vec![]);
+            for _ in 0..scale.runs {
+                r.push(work::ring_throughput(
+                    &ring,
+                    &[cpus.a],
+                    cpus.b,
+                    len,
+                    n,
+                    touch,
+                )?);
+                b.push(odock_tools::bench::memcpy_blocks(
+                    len,
+                    n,
+                    LANE_BYTES as usize,
+                    cpus.a,
+                )?);
+            }
+            let (case, note) = match touch {
+                Touch::First8 => (
+                    "bulk_4k",
+                    "consumer reads the first 8 bytes; memcpy copies the same 4 KiB blocks into a 1 MiB area on one core",
+                ),
+                Touch::All => (
+                    "bulk_4k_read_all",
+                    "consumer reads every byte (pulls all 4 KiB across cores)",
+                ),
+            };
+            let row = Row::throughput(case, len, 1, &r, "memcpy_1_core", &b);
+            let met = row.ratio >= 0.8;
+            out.row(
+                &row.target(">= 0.8x memcpy bandwidth", met)
+                    .cpus(two.clone())
+                    .note(note),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cross_once(
+    exe: &Path,
+    len: usize,
+    n: u64,
+    ns: u64,
+    cpus: Cpus,
+) -> BenchResult<(Throughput, Throughput)> {
+    Ok((
+        work::cross_process_ring(exe, len, n, cpus)?,
+        work::cross_process_socket(exe, len, ns, cpus)?,
+    ))
+}
