@@ -80,3 +80,100 @@ pub mod numbered {
         Ok(seq)
     }
 }
+
+/// The ring fuzz harness: a hostile peer's view of a ring file.
+pub mod fuzzing {
+    use std::time::Duration;
+
+    use odock_dataplane::ring::{Backing, ClaimError, Geometry, Ring};
+
+    /// What one run of [`ring_file`] saw.
+    #[derive(Debug, Default)]
+    pub struct Outcome {
+        /// Whether `attach` accepted the patched file.
+        pub attached: bool,
+        /// Records delivered.
+        pub records: usize,
+        /// Whether the consumer reported a corrupt ring.
+        pub corrupt: bool,
+    }
+
+    /// Builds a real ring in a memfd (the geometry and the records chosen by
+    /// the first bytes of `input`), lets the rest of `input` patch arbitrary
+    /// bytes of the shared file as `(offset: u16, value: u64)` pairs, then
+    /// attaches and consumes it through the public API. Whatever the bytes,
+    /// attach must refuse or the consumer must deliver records within the
+    /// lane's bounds or report corruption: never panic, never loop forever.
+    ///
+    /// # Panics
+    /// When an invariant above breaks (that is the fuzz finding).
+    pub fn ring_file(input: &[u8]) -> Outcome {
+        let mut outcome = Outcome::default();
+        let [lanes, shape, count, rest @ ..] = input else {
+            return outcome;
+        };
+        let geometry = Geometry::new(1 + u32::from(lanes % 3), 4096).unwrap();
+        let ring = Ring::create(geometry, Backing::Memfd("odock-fuzz")).unwrap();
+        {
+            let producer = ring.producer().unwrap();
+            for i in 0..usize::from(*count) {
+                let len = (usize::from(*shape) * (i + 1) * 7) % 600;
+                if producer.push(&vec![i as u8; len]).is_err() {
+                    break;
+                }
+            }
+            // One record left BUSY, as a producer mid-write leaves it.
+            if shape % 2 == 1 {
+                std::mem::forget(producer.reserve(usize::from(*shape)).ok());
+            }
+            std::mem::forget(producer); // the lane keeps its (live) owner
+        }
+        let fd = ring.memory().fd();
+        let file_len = rustix::fs::fstat(fd).unwrap().st_size as u64;
+        for patch in rest.chunks_exact(10) {
+            let offset = u64::from(u16::from_le_bytes([patch[0], patch[1]])) % file_len;
+            let value = &patch[2..10];
+            let n = value.len().min((file_len - offset) as usize);
+            rustix::io::pwrite(fd, &value[..n], offset).unwrap();
+        }
+        let Ok(attached) = Ring::attach_fd(rustix::io::dup(fd).unwrap()) else {
+            return outcome;
+        };
+        outcome.attached = true;
+        drop(ring);
+        let mut consumer = match attached.consumer() {
+            Ok(c) => c,
+            Err(ClaimError::ConsumerTaken { .. }) => return outcome,
+            Err(e) => panic!("unexpected claim error: {e}"),
+        };
+        let max = attached.geometry().max_record_len();
+        // Each record takes at least 8 bytes of a lane, and producer_pos is
+        // at most one data size ahead: a bound on what can be delivered.
+        let bound = (geometry.lanes as usize) * 4096 / 8;
+        for _ in 0..=bound {
+            let result = consumer.drain(|r| {
+                assert!(
+                    r.len() <= max,
+                    "record of {} bytes exceeds the maximum {max}",
+                    r.len()
+                );
+                outcome.records += 1;
+            });
+            match result {
+                Ok(0) => break,
+                Ok(_) => assert!(
+                    outcome.records <= bound,
+                    "delivered more records than the ring can hold"
+                ),
+                Err(_) => {
+                    outcome.corrupt = true;
+                    break;
+                }
+            }
+        }
+        let _ = consumer.lanes();
+        let _ = consumer.reap_dead_producers();
+        let _ = consumer.wait(Some(Duration::ZERO));
+        outcome
+    }
+}

@@ -304,8 +304,10 @@ impl<M: RingMemory> Consumer<M> {
                 let owner = words.owner.load(Ordering::Relaxed);
                 let producer = words.producer_pos.load(Ordering::Acquire);
                 let pos = self.lanes[l].pos;
-                let head_busy =
-                    producer != pos && matches!(self.header_at(l, pos), Ok(Header::Busy { .. }));
+                // A poisoned consumer's positions are not to be followed.
+                let head_busy = self.poisoned.is_none()
+                    && producer != pos
+                    && matches!(self.header_at(l, pos), Ok(Header::Busy { .. }));
                 LaneStatus {
                     lane: l as u32,
                     owner_pid: (owner != 0).then(|| owner::pid(owner)),

@@ -344,6 +344,8 @@ unsafe impl RingMemory for MappedMemory {
     #[inline]
     fn header(&self, lane: usize, off: usize) -> &AtomicU64 {
         debug_assert!(off < self.geometry.data_size as usize && off % 8 == 0);
+        // Masked, so the deref below is sound whatever the caller passes.
+        let off = off & (self.geometry.data_size as usize - 1) & !7;
         // SAFETY: data(lane) + off is inside the lane's first mapping,
         // 8-aligned (page-aligned base, off a multiple of 8).
         unsafe { &*self.data(lane).add(off).cast::<AtomicU64>() }

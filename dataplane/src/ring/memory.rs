@@ -133,6 +133,8 @@ mod heap {
         #[inline]
         fn header(&self, lane: usize, off: usize) -> &AtomicU64 {
             debug_assert!(off < self.geometry.data_size as usize && off % 8 == 0);
+            // Masked, so the deref below is sound whatever the caller passes.
+            let off = off & (self.geometry.data_size as usize - 1) & !7;
             // SAFETY: `data(lane) + off` is inside the lane's slice, 8-aligned
             // (the slice is 64-aligned, off is a multiple of 8), and lives as
             // long as `self`; AtomicU64 has the size and alignment of u64.

@@ -479,14 +479,14 @@ mod model {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 256 }, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 2 } else { 256 }, ..ProptestConfig::default() })]
         #[test]
-        fn spsc_matches_the_model(ops in proptest::collection::vec(op(1), 1..200)) {
+        fn spsc_matches_the_model(ops in proptest::collection::vec(op(1), 1..if cfg!(miri) { 60 } else { 200 })) {
             run(1, ops);
         }
 
         #[test]
-        fn mpsc_matches_the_model(ops in proptest::collection::vec(op(3), 1..300)) {
+        fn mpsc_matches_the_model(ops in proptest::collection::vec(op(3), 1..if cfg!(miri) { 60 } else { 300 })) {
             run(3, ops);
         }
     }
