@@ -6,4 +6,5 @@
 #![warn(missing_docs)]
 
 pub mod ring;
+pub mod runtime;
 pub(crate) mod sync;
