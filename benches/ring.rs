@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use odock_dataplane::ring::{Geometry, Ring};
-use odock_tools::bench::ring::{self as work, Waiting};
+use odock_tools::bench::ring::{self as work, Load, Waiting};
 use odock_tools::bench::{Cpus, Touch, payload};
 
 /// SPSC, 64-byte records, producer and consumer on two cores; the baseline
@@ -22,7 +22,7 @@ fn spsc(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("ring", |b| {
         b.iter_custom(|n| {
-            work::ring_throughput(&ring, &[cpus.a], cpus.b, 64, n, Touch::First8)
+            work::ring_throughput(&ring, &[cpus.a], cpus.b, &Load::new(64, n))
                 .expect("ring run")
                 .elapsed
         });

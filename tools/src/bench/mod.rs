@@ -389,6 +389,63 @@ impl Backoff {
     }
 }
 
+/// CPU time counters, to tell how much of the machine other processes used
+/// while a case ran: the figures of a shared machine mean little without it.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSample {
+    /// Busy jiffies of all CPUs (everything but idle and iowait).
+    busy: u64,
+    /// All jiffies of all CPUs.
+    total: u64,
+    /// Jiffies this process and its waited-for children used.
+    ours: u64,
+}
+
+impl CpuSample {
+    /// Reads `/proc/stat` and `/proc/self/stat`; `None` where they are
+    /// missing or unreadable.
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        // user nice system idle iowait irq softirq steal ...
+        let total: u64 = cpu.iter().take(8).sum();
+        let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+        let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may hold spaces) start at
+        // field 3; utime, stime, cutime, cstime are fields 14 to 17.
+        let rest = &me[me.rfind(')')? + 2..];
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .map(|f| f.parse().unwrap_or(0))
+            .collect();
+        Some(CpuSample {
+            busy: total - idle,
+            total,
+            ours: fields.iter().sum(),
+        })
+    }
+
+    /// The share of the whole machine (all CPUs), in percent, that other
+    /// processes kept busy between `self` and `later`.
+    pub fn foreign_pct(&self, later: &CpuSample) -> f64 {
+        let total = later.total.saturating_sub(self.total);
+        if total == 0 {
+            return 0.0;
+        }
+        let busy = later.busy.saturating_sub(self.busy);
+        let ours = later.ours.saturating_sub(self.ours);
+        100.0 * busy.saturating_sub(ours) as f64 / total as f64
+    }
+}
+
 /// Copies `count` blocks of `len` bytes from one source into a destination of
 /// `footprint` bytes, at the positions a ring with the same data size would
 /// use, on `cpu`: the baseline for bulk records.
@@ -452,6 +509,14 @@ mod tests {
             }
             assert!(v.finish(10).is_err());
         }
+    }
+
+    #[test]
+    fn cpu_samples_read_and_compare() {
+        let a = CpuSample::now().expect("/proc is there");
+        let b = CpuSample::now().expect("/proc is there");
+        let pct = a.foreign_pct(&b);
+        assert!((0.0..=100.0).contains(&pct), "{pct}");
     }
 
     #[test]

@@ -72,7 +72,21 @@ pub fn produce<M: RingMemory>(
     Ok(())
 }
 
-/// Drains `consumer` until `verifier` has seen `total` records, busy-polling.
+/// What a throughput consumer does when a poll finds no record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Polls again at once (one `spin_loop` hint): the lowest latency, and
+    /// the most cache-line traffic, since every poll pulls the lines the
+    /// producer is writing.
+    Spin,
+    /// Spins this long before polling again, so the producer gets ahead and
+    /// the next batch is larger: what a worker with other work to do, or a
+    /// consumer with an idle backoff, sees.
+    Backoff(Duration),
+}
+
+/// Drains `consumer` until `verifier` has seen `total` records, busy-polling
+/// as `idle` says.
 ///
 /// # Errors
 /// A corrupt ring, a stall of [`super::STALL_LIMIT`], or `abort`.
@@ -81,6 +95,7 @@ pub fn consume<M: RingMemory>(
     consumer: &mut Consumer<M>,
     verifier: &mut Verifier,
     total: u64,
+    idle: Idle,
     abort: &Abort,
 ) -> BenchResult<()> {
     let mut backoff = Backoff::spin();
@@ -90,6 +105,12 @@ pub fn consume<M: RingMemory>(
             .inspect_err(|_| abort.raise())?;
         if n == 0 {
             backoff.snooze("consumer", abort)?;
+            if let Idle::Backoff(pause) = idle {
+                let t0 = Instant::now();
+                while t0.elapsed() < pause {
+                    std::hint::spin_loop();
+                }
+            }
         } else {
             backoff.reset();
         }
@@ -141,7 +162,33 @@ fn warm<M: RingMemory>(ring: &Arc<Ring<M>>) -> BenchResult<()> {
     Ok(())
 }
 
-/// `per_producer` records of `len` bytes from one producer per entry of
+/// What a throughput run moves and how its consumer behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    /// Payload bytes per record.
+    pub len: usize,
+    /// Records each producer writes.
+    pub per_producer: u64,
+    /// What the consumer reads of each record.
+    pub touch: Touch,
+    /// What the consumer does when a poll finds nothing.
+    pub idle: Idle,
+}
+
+impl Load {
+    /// `per_producer` records of `len` bytes, the consumer reading the
+    /// sequence number and polling again at once when idle.
+    pub fn new(len: usize, per_producer: u64) -> Self {
+        Load {
+            len,
+            per_producer,
+            touch: Touch::First8,
+            idle: Idle::Spin,
+        }
+    }
+}
+
+/// `load.per_producer` records from one producer per entry of
 /// `producer_cpus` (each pinned there) to a consumer on `consumer_cpu`,
 /// through `ring` (which needs a lane per producer).
 ///
@@ -152,10 +199,14 @@ pub fn ring_throughput<M: RingMemory>(
     ring: &Arc<Ring<M>>,
     producer_cpus: &[usize],
     consumer_cpu: usize,
-    len: usize,
-    per_producer: u64,
-    touch: Touch,
+    load: &Load,
 ) -> BenchResult<Throughput> {
+    let Load {
+        len,
+        per_producer,
+        touch,
+        idle,
+    } = *load;
     let producers = producer_cpus
         .iter()
         .map(|_| ring.producer())
@@ -183,7 +234,7 @@ pub fn ring_throughput<M: RingMemory>(
             barrier.wait();
             pinned.inspect_err(|_| abort.raise())?;
             let t0 = Instant::now();
-            consume(&mut consumer, &mut verifier, total, abort)?;
+            consume(&mut consumer, &mut verifier, total, idle, abort)?;
             let elapsed = t0.elapsed();
             verifier.finish(per_producer)?;
             Ok(elapsed)
@@ -662,10 +713,10 @@ pub fn cross_process_ring(
             let child = spawn_child(exe, ChildMode::Ring, len, count, cpus.a, fd)?;
             let mut verifier = Verifier::new(len, 1, Touch::First8);
             // Wait for the first record, then time the rest.
-            consume(&mut consumer, &mut verifier, 1, &abort)?;
+            consume(&mut consumer, &mut verifier, 1, Idle::Spin, &abort)?;
             let t0 = Instant::now();
             let before = verifier.records();
-            consume(&mut consumer, &mut verifier, count, &abort)?;
+            consume(&mut consumer, &mut verifier, count, Idle::Spin, &abort)?;
             let elapsed = t0.elapsed();
             reap_child(child)?;
             verifier.finish(count)?;

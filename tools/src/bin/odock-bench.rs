@@ -10,8 +10,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use odock_tools::bench::ring::{self as work, ChildMode, LANE_BYTES, Waiting};
-use odock_tools::bench::{BenchResult, Cpus, Latency, Throughput, Touch, median};
+use std::time::Duration;
+
+use odock_tools::bench::ring::{self as work, ChildMode, Idle, LANE_BYTES, Load, Waiting};
+use odock_tools::bench::{BenchResult, CpuSample, Cpus, Latency, Throughput, Touch, median};
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -93,6 +95,10 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// How long the `spsc_idle_backoff` consumer spins before polling an empty
+/// ring again.
+const IDLE_BACKOFF: Duration = Duration::from_micros(1);
 
 /// How much work each case does.
 struct Scale {
@@ -181,6 +187,10 @@ struct Row {
     runs: usize,
     /// Where each side ran.
     cpus: String,
+    /// How much of the machine (percent of all CPUs) other processes kept
+    /// busy while this case ran: above a few percent, distrust the figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    other_load_pct: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -273,6 +283,13 @@ impl Row {
         self
     }
 
+    fn load(mut self, since: Option<CpuSample>) -> Row {
+        self.other_load_pct = since
+            .zip(CpuSample::now())
+            .map(|(a, b)| (a.foreign_pct(&b) * 10.0).round() / 10.0);
+        self
+    }
+
     fn note(mut self, note: &str) -> Row {
         self.note = Some(note.into());
         self
@@ -294,10 +311,13 @@ impl Out {
             if quick { "quick" } else { "full" },
             scale.runs
         );
+        println!(
+            "other = share of the machine other processes used meanwhile; above a few percent, distrust the row"
+        );
         println!("machine: {}", machine());
         println!(
-            "{:<26} {:>5} {:>4}  {:>24}  {:<18} {:>24}  {:>8}  target",
-            "case", "bytes", "prod", "ring", "baseline", "baseline figure", "ratio"
+            "{:<26} {:>5} {:>4}  {:>24}  {:<18} {:>24}  {:>11} {:>6}  target",
+            "case", "bytes", "prod", "ring", "baseline", "baseline figure", "ratio", "other"
         );
     }
 
@@ -394,21 +414,26 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
     if wanted("spsc") {
         let ring = work::heap_ring(1)?;
         for len in [64, 256, 1024, 4096] {
-            let n = Scale::sized(scale.spsc, len);
+            let since = CpuSample::now();
+            let eager = Load::new(len, Scale::sized(scale.spsc, len));
+            let backoff = Load {
+                idle: Idle::Backoff(IDLE_BACKOFF),
+                ..eager
+            };
             let nb = Scale::sized(scale.crossbeam, len);
             // One untimed run of each warms caches and the allocator.
-            work::ring_throughput(&ring, &[cpus.a], cpus.b, len, n / 4, Touch::First8)?;
+            let warm = Load {
+                per_producer: eager.per_producer / 4,
+                ..eager
+            };
+            work::ring_throughput(&ring, &[cpus.a], cpus.b, &warm)?;
             work::crossbeam_throughput(len, nb / 4, 4096, cpus, Touch::First8)?;
-            let (mut r, mut b) = (Vec::new(), Vec::new());
+            let (mut r, mut rb, mut b) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..scale.runs {
-                r.push(work::ring_throughput(
-                    &ring,
-                    &[cpus.a],
-                    cpus.b,
-                    len,
-                    n,
-                    Touch::First8,
-                )?);
+                r.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &eager)?);
+                if len == 64 {
+                    rb.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &backoff)?);
+                }
                 b.push(work::crossbeam_throughput(
                     len,
                     nb,
@@ -417,17 +442,31 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
                     Touch::First8,
                 )?);
             }
-            let mut row =
-                Row::throughput("spsc", len, 1, &r, "crossbeam_vec", &b).cpus(two.clone());
+            let mut row = Row::throughput("spsc", len, 1, &r, "crossbeam_vec", &b)
+                .cpus(two.clone())
+                .load(since);
             if len == 64 {
                 let met = row.records_per_sec >= 50e6 && row.ratio >= 10.0;
-                row = row.target(">= 50 M/s and >= 10x", met);
+                row = row
+                    .target(">= 50 M/s and >= 10x", met)
+                    .note("consumer polls again at once when the ring is empty");
+                out.row(&row);
+                let row = Row::throughput("spsc_idle_backoff", len, 1, &rb, "crossbeam_vec", &b)
+                    .cpus(two.clone())
+                    .load(since);
+                let met = row.records_per_sec >= 50e6 && row.ratio >= 10.0;
+                out.row(
+                    &row.target(">= 50 M/s and >= 10x", met)
+                        .note("consumer spins 1 µs before polling again when the ring is empty"),
+                );
+            } else {
+                out.row(&row);
             }
-            out.row(&row);
         }
     }
 
     if wanted("round_trip") {
+        let since = CpuSample::now();
         let (mut busy, mut sleep, mut floor, mut sock) = (vec![], vec![], vec![], vec![]);
         for _ in 0..scale.runs {
             busy.push(work::round_trip_ring(scale.trips, cpus, Waiting::Spin)?);
@@ -440,13 +479,13 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
             )?);
         }
         let where_ = format!("client cpu {}, server cpu {}", cpus.a, cpus.b);
-        let row = Row::latency("round_trip_busy", &busy, "atomic_ping_pong", &floor);
+        let row = Row::latency("round_trip_busy", &busy, "atomic_ping_pong", &floor).load(since);
         let met = row.latency_ratio.is_some_and(|l| l <= 3.0);
         out.row(&row.target("<= 3x floor p50", met).cpus(where_.clone()));
-        let row = Row::latency("round_trip_busy", &busy, "unix_seqpacket", &sock);
+        let row = Row::latency("round_trip_busy", &busy, "unix_seqpacket", &sock).load(since);
         let met = row.latency_ratio.is_some_and(|l| l <= 1.0 / 20.0);
         out.row(&row.target(">= 20x faster p50", met).cpus(where_.clone()));
-        let row = Row::latency("round_trip_sleeping", &sleep, "unix_seqpacket", &sock);
+        let row = Row::latency("round_trip_sleeping", &sleep, "unix_seqpacket", &sock).load(since);
         let met = row.latency_ratio.is_some_and(|l| l <= 1.0 / 2.0);
         out.row(
             &row.target(">= 2x faster p50", met)
@@ -456,30 +495,25 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
     }
 
     if wanted("mpsc") {
+        let since = CpuSample::now();
         let ring = work::heap_ring(2)?;
         let len = 64;
-        let n = scale.spsc / 2;
-        work::ring_throughput(&ring, &[cpus.a, cpus.a], cpus.b, len, n / 4, Touch::First8)?;
+        let half = Load::new(len, scale.spsc / 2);
+        let whole = Load::new(len, scale.spsc);
+        let warm = Load::new(len, scale.spsc / 8);
+        work::ring_throughput(&ring, &[cpus.a, cpus.a], cpus.b, &warm)?;
         let (mut two_p, mut one_p) = (vec![], vec![]);
         for _ in 0..scale.runs {
             two_p.push(work::ring_throughput(
                 &ring,
                 &[cpus.a, cpus.a],
                 cpus.b,
-                len,
-                n,
-                Touch::First8,
+                &half,
             )?);
-            one_p.push(work::ring_throughput(
-                &ring,
-                &[cpus.a],
-                cpus.b,
-                len,
-                2 * n,
-                Touch::First8,
-            )?);
+            one_p.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &whole)?);
         }
-        let row = Row::throughput("mpsc", len, 2, &two_p, "same_ring_1_producer", &one_p);
+        let row =
+            Row::throughput("mpsc", len, 2, &two_p, "same_ring_1_producer", &one_p).load(since);
         let met = row.ratio >= 0.8;
         out.row(
             &row.target(">= 0.8x of 1 producer", met)
@@ -497,6 +531,7 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
     if wanted("cross_process") {
         let exe = std::env::current_exe()?;
         for len in [64, 1024] {
+            let since = CpuSample::now();
             let n = Scale::sized(scale.cross_ring, len);
             let ns = Scale::sized(scale.cross_socket, len);
             cross_once(&exe, len, n / 4, ns / 4, cpus)?;
@@ -511,7 +546,8 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
                     "child producer cpu {}, parent consumer cpu {}",
                     cpus.a, cpus.b
                 ))
-                .note("memfd ring; timed from the first record received");
+                .note("memfd ring; timed from the first record received")
+                .load(since);
             out.row(&row);
         }
     }
@@ -521,18 +557,20 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
         let len = 4096;
         let n = scale.bulk;
         for touch in [Touch::First8, Touch::All] {
-            work::ring_throughput(&ring, &[cpus.a], cpus.b, len, n / 4, touch)?;
+            let since = CpuSample::now();
+            let load = Load {
+                touch,
+                ..Load::new(len, n)
+            };
+            let warm = Load {
+                per_producer: n / 4,
+                ..load
+            };
+            work::ring_throughput(&ring, &[cpus.a], cpus.b, &warm)?;
             odock_tools::bench::memcpy_blocks(len, n / 4, LANE_BYTES as usize, cpus.a)?;
             let (mut r, mut b) = (vec![], vec![]);
             for _ in 0..scale.runs {
-                r.push(work::ring_throughput(
-                    &ring,
-                    &[cpus.a],
-                    cpus.b,
-                    len,
-                    n,
-                    touch,
-                )?);
+                r.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &load)?);
                 b.push(odock_tools::bench::memcpy_blocks(
                     len,
                     n,
@@ -550,7 +588,7 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
                     "consumer reads every byte (pulls all 4 KiB across cores)",
                 ),
             };
-            let row = Row::throughput(case, len, 1, &r, "memcpy_1_core", &b);
+            let row = Row::throughput(case, len, 1, &r, "memcpy_1_core", &b).load(since);
             let met = row.ratio >= 0.8;
             out.row(
                 &row.target(">= 0.8x memcpy bandwidth", met)
