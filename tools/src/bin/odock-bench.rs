@@ -363,10 +363,21 @@ impl Out {
                 (Some(t), _) => format!("{t}: NOT met"),
                 _ => String::new(),
             };
+            let other = row
+                .other_load_pct
+                .map_or_else(|| "?".to_string(), |p| format!("{p:.0}%"));
             let _ = writeln!(
                 stdout,
-                "{:<26} {:>5} {:>4}  {:>24}  {:<18} {:>24}  {:>8}  {}",
-                row.case, row.record_bytes, row.producers, ring, row.baseline, base, ratio, target
+                "{:<26} {:>5} {:>4}  {:>24}  {:<18} {:>24}  {:>11} {:>6}  {}",
+                row.case,
+                row.record_bytes,
+                row.producers,
+                ring,
+                row.baseline,
+                base,
+                ratio,
+                other,
+                target
             );
         }
         let _ = stdout.flush();
