@@ -495,9 +495,8 @@ pub type odock_two_views_fn = Option<
     ) -> odock_status_t,
 >;
 /// `remove_header`.
-pub type odock_one_view_fn = Option<
-    unsafe extern "C" fn(call: *mut odock_call_t, a: odock_plugin_view_t) -> odock_status_t,
->;
+pub type odock_one_view_fn =
+    Option<unsafe extern "C" fn(call: *mut odock_call_t, a: odock_plugin_view_t) -> odock_status_t>;
 /// `replace_body_range`.
 pub type odock_replace_range_fn = Option<
     unsafe extern "C" fn(

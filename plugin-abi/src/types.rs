@@ -89,7 +89,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Denied => f.write_str("denied: the capability is not granted (ODOCK_ERR_DENIED)"),
+            Error::Denied => {
+                f.write_str("denied: the capability is not granted (ODOCK_ERR_DENIED)")
+            }
             Error::InvalidArgument => f.write_str("invalid argument (ODOCK_ERR_INVALID_ARGUMENT)"),
             Error::OutOfRange => {
                 f.write_str("byte range outside the body or chunk (ODOCK_ERR_OUT_OF_RANGE)")
@@ -265,7 +267,9 @@ impl Capabilities {
 
     /// The known capabilities in the set, in bit order.
     pub fn iter(self) -> impl Iterator<Item = Capability> {
-        Capability::ALL.into_iter().filter(move |c| self.contains(*c))
+        Capability::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
     }
 }
 

@@ -350,7 +350,11 @@ impl<'a> Frame<'a> {
             ..odock_target_t::SIZED
         };
         let index = odock_index_t {
-            flags: if self.index.stream { ODOCK_INDEX_STREAM } else { 0 },
+            flags: if self.index.stream {
+                ODOCK_INDEX_STREAM
+            } else {
+                0
+            },
             messages: Message::as_raw_slice(self.index.messages),
             messages_len: self.index.messages.len(),
             mcp_method: odock_host_view_t::from_slice(self.index.mcp_method),
@@ -370,7 +374,11 @@ impl<'a> Frame<'a> {
             body: odock_host_view_t::from_slice(r.body),
             chunk: odock_host_view_t::from_slice(r.chunk),
             chunk_index: r.chunk_index,
-            flags: if r.last_chunk { ODOCK_RESPONSE_LAST_CHUNK } else { 0 },
+            flags: if r.last_chunk {
+                ODOCK_RESPONSE_LAST_CHUNK
+            } else {
+                0
+            },
             ..odock_response_t::SIZED
         });
         let raw = odock_frame_t {

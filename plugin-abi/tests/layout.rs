@@ -22,7 +22,11 @@ fn header_dir() -> PathBuf {
 fn target_triple() -> String {
     let arch = std::env::consts::ARCH;
     if cfg!(target_os = "linux") {
-        let env = if cfg!(target_env = "musl") { "musl" } else { "gnu" };
+        let env = if cfg!(target_env = "musl") {
+            "musl"
+        } else {
+            "gnu"
+        };
         format!("{arch}-unknown-linux-{env}")
     } else if cfg!(target_os = "macos") {
         format!("{arch}-apple-darwin")
@@ -34,7 +38,9 @@ fn target_triple() -> String {
 /// Compiles `source` (a C file) to an object; panics with the compiler's
 /// output when it does not compile.
 fn compile(name: &str, source: &str, std: &str, cpp: bool) {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("layout").join(name);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("layout")
+        .join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(if cpp { "check.cpp" } else { "check.c" });
     std::fs::write(&file, source).unwrap();
@@ -117,7 +123,10 @@ fn the_static_asserts_catch_a_drift() {
         "sizeof(odock_frame_t) == {}",
         size_of::<sys::odock_frame_t>()
     );
-    assert!(good.contains(&needle), "the generated file checks the frame");
+    assert!(
+        good.contains(&needle),
+        "the generated file checks the frame"
+    );
     let bad = good.replacen(
         &needle,
         &format!(
@@ -194,18 +203,27 @@ fn header_names() -> (BTreeSet<String>, BTreeSet<String>) {
 #[test]
 fn the_rust_mirror_covers_the_whole_header() {
     let (structs, constants) = header_names();
-    let rust_structs: BTreeSet<String> = sys::STRUCTS
-        .iter()
-        .map(|s| s.c_name.to_owned())
-        .collect();
+    let rust_structs: BTreeSet<String> = sys::STRUCTS.iter().map(|s| s.c_name.to_owned()).collect();
     let rust_constants: BTreeSet<String> = sys::CONSTANTS
         .iter()
         .map(|(n, _)| (*n).to_owned())
         .collect();
-    assert!(structs.len() >= 15, "the header scan found too few structs: {structs:?}");
-    assert!(constants.len() >= 50, "the header scan found too few constants: {constants:?}");
-    assert_eq!(structs, rust_structs, "structs of the header vs. sys::STRUCTS");
-    assert_eq!(constants, rust_constants, "constants of the header vs. sys::CONSTANTS");
+    assert!(
+        structs.len() >= 15,
+        "the header scan found too few structs: {structs:?}"
+    );
+    assert!(
+        constants.len() >= 50,
+        "the header scan found too few constants: {constants:?}"
+    );
+    assert_eq!(
+        structs, rust_structs,
+        "structs of the header vs. sys::STRUCTS"
+    );
+    assert_eq!(
+        constants, rust_constants,
+        "constants of the header vs. sys::CONSTANTS"
+    );
 }
 
 #[test]
@@ -218,8 +236,7 @@ fn the_entry_symbol_carries_the_major_version() {
     assert!(
         sys::ODOCK_PLUGIN_ENTRY_SYMBOL.ends_with(&format!("_v{}", sys::ODOCK_PLUGIN_ABI_MAJOR))
     );
-    assert!(odock_plugin_abi::HEADER.contains(&format!(
-        "{}(void);",
-        sys::ODOCK_PLUGIN_ENTRY_SYMBOL
-    )));
+    assert!(
+        odock_plugin_abi::HEADER.contains(&format!("{}(void);", sys::ODOCK_PLUGIN_ENTRY_SYMBOL))
+    );
 }

@@ -12,9 +12,9 @@ use super::{Answer, CompleteGate, Plugin, RequestGate, ResponseGate, Verdict};
 use crate::sys::{
     ODOCK_GATE_COMPLETE, ODOCK_GATE_REQUEST, ODOCK_GATE_RESPONSE, ODOCK_PLUGIN_ABI_MAJOR,
     ODOCK_PLUGIN_ABI_MINOR, ODOCK_VERDICT_BLOCK, ODOCK_VERDICT_CONTINUE, ODOCK_VERDICT_PAUSE,
-    Versioned, odock_call_t, odock_frame_t, odock_host_api_t, odock_host_view_t,
-    odock_init_args_t, odock_instance_t, odock_integration_answer_t, odock_plugin_descriptor_t,
-    odock_plugin_view_t, odock_status_t, odock_verdict_t,
+    Versioned, odock_call_t, odock_frame_t, odock_host_api_t, odock_host_view_t, odock_init_args_t,
+    odock_instance_t, odock_integration_answer_t, odock_plugin_descriptor_t, odock_plugin_view_t,
+    odock_status_t, odock_verdict_t,
 };
 use crate::view::{Frame, host_bytes, part};
 use crate::{AnswerOutcome, Error, LogLevel};
@@ -92,8 +92,7 @@ const fn valid_name(name: &str) -> bool {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-')
-        {
+        if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-') {
             return false;
         }
         i += 1;

@@ -165,7 +165,10 @@ impl<'c> Host<'c> {
         timeout: Duration,
     ) -> Result<PendingCall, Error> {
         let f = self.api.call_integration.ok_or(Error::Unsupported)?;
-        let millis = timeout.as_nanos().div_ceil(1_000_000).clamp(1, u128::from(u32::MAX));
+        let millis = timeout
+            .as_nanos()
+            .div_ceil(1_000_000)
+            .clamp(1, u128::from(u32::MAX));
         let mut token = 0u64;
         // SAFETY: as in `log`; `token` is a valid place for the host to
         // write. `millis` fits u32 by the clamp.
