@@ -114,19 +114,19 @@ pub mod fuzzing {
         };
         let geometry = Geometry::new(1 + u32::from(lanes % 3), 4096).unwrap();
         let ring = Ring::create(geometry, Backing::Memfd("odock-fuzz")).unwrap();
-        {
-            let producer = ring.producer().unwrap();
-            for i in 0..usize::from(*count) {
-                let len = (usize::from(*shape) * (i + 1) * 7) % 600;
-                if producer.push(&vec![i as u8; len]).is_err() {
-                    break;
-                }
+        // The producer lives to the end of the run, so its lane has a live
+        // owner, as a producer mid-write has.
+        let producer = ring.producer().unwrap();
+        for i in 0..usize::from(*count) {
+            let len = (usize::from(*shape) * (i + 1) * 7) % 600;
+            if producer.push(&vec![i as u8; len]).is_err() {
+                break;
             }
-            // One record left BUSY, as a producer mid-write leaves it.
-            if shape % 2 == 1 {
-                std::mem::forget(producer.reserve(usize::from(*shape)).ok());
-            }
-            std::mem::forget(producer); // the lane keeps its (live) owner
+        }
+        // One record left BUSY (a reservation owns nothing: forgetting it
+        // leaks nothing).
+        if shape % 2 == 1 {
+            std::mem::forget(producer.reserve(usize::from(*shape)).ok());
         }
         let fd = ring.memory().fd();
         let file_len = rustix::fs::fstat(fd).unwrap().st_size as u64;
@@ -140,7 +140,6 @@ pub mod fuzzing {
             return outcome;
         };
         outcome.attached = true;
-        drop(ring);
         let mut consumer = match attached.consumer() {
             Ok(c) => c,
             Err(ClaimError::ConsumerTaken { .. }) => return outcome,
@@ -174,6 +173,8 @@ pub mod fuzzing {
         let _ = consumer.lanes();
         let _ = consumer.reap_dead_producers();
         let _ = consumer.wait(Some(Duration::ZERO));
+        drop(consumer);
+        drop(producer);
         outcome
     }
 }

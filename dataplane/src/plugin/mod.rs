@@ -52,9 +52,12 @@
 //!
 //! 1. the file cannot be read, or its SHA-256 differs from the [`Pin`]
 //!    control gave (an unpinned or changed binary does not load);
-//! 2. the bytes are not a loadable shared library (`dlopen` fails; all
-//!    symbols are bound at load, `RTLD_NOW`, so a missing one fails here
-//!    and not at the first call);
+//! 2. the bytes are not a loadable shared library: on Linux they are first
+//!    checked as an ELF shared object of this machine whose headers and
+//!    segments lie inside the file (glibc would map a truncated library and
+//!    die of SIGBUS touching it); then `dlopen` must accept them, binding
+//!    every symbol at once (`RTLD_NOW`), so a missing one fails here and not
+//!    at the first call;
 //! 3. `odock_plugin_entry_v1` is missing (the error says when the file
 //!    exports the entry of another major version instead);
 //! 4. the descriptor is NULL, misaligned, smaller than version 1.0's, of
@@ -119,6 +122,8 @@
 //! `ODOCK_ERR_HOST_INTERNAL`, and the panic resumes in the caller once the
 //! hook has returned.
 
+#[cfg(target_os = "linux")]
+mod elf;
 mod evidence;
 mod host;
 mod instance;
@@ -215,6 +220,18 @@ impl FailureMode {
             FailureMode::Permissive => "permissive",
             FailureMode::Disabled => "disabled",
         }
+    }
+
+    /// Parses [`FailureMode::name`].
+    pub fn from_name(name: &str) -> Option<FailureMode> {
+        [
+            FailureMode::Enforce,
+            FailureMode::EnforceIgnoreError,
+            FailureMode::Permissive,
+            FailureMode::Disabled,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
     }
 }
 

@@ -30,7 +30,9 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
-use odock_plugin_abi::{Capabilities, Gate};
+use odock_plugin_abi::Gate;
+
+pub use crate::plugin::{FailureMode, Grant};
 
 /// The dimensions a scope matches on, in lookup order.
 const DIMENSIONS: usize = 6;
@@ -62,56 +64,6 @@ impl Scope {
             self.mcp_server.as_deref(),
             self.mcp_tool.as_deref(),
         ]
-    }
-}
-
-/// What a plugin may do under a binding: capabilities, and the integrations
-/// it may call by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Grant {
-    /// The capabilities granted.
-    pub capabilities: Capabilities,
-    /// The integrations the plugin may call (with the call-integration
-    /// capability).
-    pub integrations: Vec<String>,
-}
-
-/// What a plugin's failure (an error, a panic, a timeout, a malformed
-/// verdict, a denied call that made it fail) means for the frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum FailureMode {
-    /// An error blocks the frame (fail closed).
-    #[default]
-    Enforce,
-    /// An error lets the frame continue, with evidence (fail open).
-    EnforceIgnoreError,
-    /// Shadow mode: verdicts are recorded, never enforced.
-    Permissive,
-    /// The binding does not run.
-    Disabled,
-}
-
-impl FailureMode {
-    /// The name used in policy documents and evidence.
-    pub fn name(self) -> &'static str {
-        match self {
-            FailureMode::Enforce => "enforce",
-            FailureMode::EnforceIgnoreError => "enforce_ignore_error",
-            FailureMode::Permissive => "permissive",
-            FailureMode::Disabled => "disabled",
-        }
-    }
-
-    /// Parses [`FailureMode::name`].
-    pub fn from_name(name: &str) -> Option<FailureMode> {
-        [
-            FailureMode::Enforce,
-            FailureMode::EnforceIgnoreError,
-            FailureMode::Permissive,
-            FailureMode::Disabled,
-        ]
-        .into_iter()
-        .find(|m| m.name() == name)
     }
 }
 
