@@ -115,9 +115,15 @@ fn abi(c: &mut Criterion) {
     block.target = Target::model(b"gpt-5");
 
     // The two paths must agree before they are timed.
-    assert_eq!(guard.call_gate(&allow, &mut out, &mut sink), Decision::Continue);
+    assert_eq!(
+        guard.call_gate(&allow, &mut out, &mut sink),
+        Decision::Continue
+    );
     assert_eq!(decide(&allowed, &allow), Verdict::Continue);
-    assert_eq!(guard.call_gate(&block, &mut out, &mut sink), Decision::Block);
+    assert_eq!(
+        guard.call_gate(&block, &mut out, &mut sink),
+        Decision::Block
+    );
     assert!(matches!(decide(&allowed, &block), Verdict::Block(_)));
 
     let mut group = c.benchmark_group("abi");

@@ -254,8 +254,7 @@ impl EvidenceSink for MemorySink {
     }
 
     fn log(&mut self, plugin: &str, level: LogLevel, message: &[u8]) {
-        self.logs
-            .push((plugin.to_owned(), level, message.to_vec()));
+        self.logs.push((plugin.to_owned(), level, message.to_vec()));
     }
 }
 

@@ -183,7 +183,11 @@ impl Cx<'_, '_, '_> {
         Ok(out)
     }
 
-    fn push_transform(&mut self, make: impl FnOnce(&mut GateOutput) -> RawTransform, bytes: usize) -> Result<(), Error> {
+    fn push_transform(
+        &mut self,
+        make: impl FnOnce(&mut GateOutput) -> RawTransform,
+        bytes: usize,
+    ) -> Result<(), Error> {
         let max = self.slot.limits.max_transforms;
         let out = self.budget(bytes)?;
         if out.transforms.len() >= max {
@@ -197,10 +201,12 @@ impl Cx<'_, '_, '_> {
     /// The write-body capability of the gate being run.
     fn body_gate(&mut self) -> Result<Gate, Error> {
         match self.state.phase.gate() {
-            Some(Gate::Request) => self.require(Capability::WriteRequestBody).map(|()| Gate::Request),
-            Some(Gate::Response) => {
-                self.require(Capability::WriteResponseBody).map(|()| Gate::Response)
-            }
+            Some(Gate::Request) => self
+                .require(Capability::WriteRequestBody)
+                .map(|()| Gate::Request),
+            Some(Gate::Response) => self
+                .require(Capability::WriteResponseBody)
+                .map(|()| Gate::Response),
             _ => Err(Error::WrongGate),
         }
     }

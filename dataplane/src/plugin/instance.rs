@@ -41,7 +41,11 @@ pub struct Binding {
 
 impl Binding {
     /// A binding with the default [`Limits`].
-    pub fn new(worker_index: u32, config: impl Into<Arc<[u8]>>, failure_mode: FailureMode) -> Binding {
+    pub fn new(
+        worker_index: u32,
+        config: impl Into<Arc<[u8]>>,
+        failure_mode: FailureMode,
+    ) -> Binding {
         Binding {
             worker_index,
             config: config.into(),
@@ -343,7 +347,8 @@ impl PluginInstance {
             };
             // SAFETY: the slot lives until the instance drops.
             let slot = unsafe { self.slot.as_ref() };
-            let kind = odock_plugin_abi::sys::odock_host_view_t::from_slice(followup.kind.as_bytes());
+            let kind =
+                odock_plugin_abi::sys::odock_host_view_t::from_slice(followup.kind.as_bytes());
             let payload = odock_plugin_abi::sys::odock_host_view_t::from_slice(followup.payload);
             slot.run(&mut state, || {
                 // SAFETY: the hook is the plugin's, checked at load (it asked
@@ -398,7 +403,13 @@ impl PluginInstance {
         len as u64
     }
 
-    fn record_error(&self, sink: &mut dyn EvidenceSink, phase: Phase, request_id: u64, error: &CallError) {
+    fn record_error(
+        &self,
+        sink: &mut dyn EvidenceSink,
+        phase: Phase,
+        request_id: u64,
+        error: &CallError,
+    ) {
         sink.record(&Evidence {
             plugin: self.plugin.name(),
             request_id,

@@ -367,9 +367,8 @@ impl LoadedPlugin {
         // it runs the plugin's code in this process: the header requires it
         // to return a static descriptor and do nothing else; that trust is
         // what loading a native plugin means (see the module docs).
-        let entry = unsafe {
-            library.get::<odock_plugin_entry_fn>(ODOCK_PLUGIN_ENTRY_SYMBOL.as_bytes())
-        };
+        let entry =
+            unsafe { library.get::<odock_plugin_entry_fn>(ODOCK_PLUGIN_ENTRY_SYMBOL.as_bytes()) };
         let entry = match entry {
             Ok(symbol) => *symbol,
             Err(_) => {
@@ -480,8 +479,8 @@ impl LoadedPlugin {
         if requested.unknown_bits() != 0 {
             return Err(Refusal::UnknownCapabilities(requested.unknown_bits()));
         }
-        let response_mode =
-            ResponseMode::from_raw(d.response_mode).ok_or(Refusal::BadResponseMode(d.response_mode))?;
+        let response_mode = ResponseMode::from_raw(d.response_mode)
+            .ok_or(Refusal::BadResponseMode(d.response_mode))?;
 
         require_hook(d.init.is_some(), "init")?;
         require_hook(d.destroy.is_some(), "destroy")?;
@@ -605,7 +604,11 @@ fn valid_name(name: &str) -> bool {
 /// # Safety
 /// When `len > 0` and `ptr` is not NULL, the view points to `len` readable
 /// bytes.
-unsafe fn text(view: odock_plugin_view_t, field: &'static str, max: usize) -> Result<String, Refusal> {
+unsafe fn text(
+    view: odock_plugin_view_t,
+    field: &'static str,
+    max: usize,
+) -> Result<String, Refusal> {
     if view.len > max {
         return Err(Refusal::BadField {
             field,
@@ -700,6 +703,7 @@ fn open_pinned(name: &str, _path: &Path, bytes: &[u8]) -> Result<libloading::Lib
     use std::io::Write as _;
     use std::os::fd::AsRawFd as _;
 
+    super::elf::check(bytes).map_err(|problem| Refusal::NotLoadable(problem.to_string()))?;
     let fd = memfd_create(
         format!("odock-plugin:{name}"),
         MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,

@@ -413,13 +413,11 @@ impl GateOutput {
                 key: self.text(k),
                 value: self.bytes(v),
             },
-            RawTransform::ReplaceBodyRange { offset, len, bytes } => {
-                Transform::ReplaceBodyRange {
-                    offset,
-                    len,
-                    bytes: self.bytes(bytes),
-                }
-            }
+            RawTransform::ReplaceBodyRange { offset, len, bytes } => Transform::ReplaceBodyRange {
+                offset,
+                len,
+                bytes: self.bytes(bytes),
+            },
             RawTransform::ReplaceBodyField(p, v) => Transform::ReplaceBodyField {
                 pointer: self.text(p),
                 value: self.bytes(v),

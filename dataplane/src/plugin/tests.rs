@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use odock_plugin_abi::sdk::{
-    Answer, CompleteGate, Host, InitContext, Plugin, RequestGate, ResponseGate, Verdict as SdkVerdict,
+    Answer, CompleteGate, Host, InitContext, Plugin, RequestGate, ResponseGate,
+    Verdict as SdkVerdict,
 };
 use odock_plugin_abi::sys::{self, odock_plugin_descriptor_t};
 use odock_plugin_abi::view::{Frame, Header, Identity, Message, Response, Target};
@@ -82,19 +83,25 @@ fn a_panicking_rust_plugin_is_handled_by_each_failure_mode() {
     // apart in the detail.
     let mut sink = MemorySink::new();
     let mut inst = start(&plugin, b"", FailureMode::Enforce);
-    assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Block);
+    assert_eq!(
+        inst.call_gate(&request(b"m"), &mut out, &mut sink),
+        Decision::Block
+    );
     assert_eq!(out.error(), Some(&CallError::Failed(Error::Panicked)));
     let block = out.block().expect("a block");
     assert_eq!(block.status, FAIL_CLOSED_STATUS);
     assert_eq!(block.reason, FAIL_CLOSED_REASON);
     assert!(!block.by_plugin);
-    assert!(std::str::from_utf8(block.detail).unwrap().contains("panicker"));
+    assert!(
+        std::str::from_utf8(block.detail)
+            .unwrap()
+            .contains("panicker")
+    );
     assert_eq!(sink.of_kind("plugin_error").count(), 1);
     assert!(
-        sink.logs
-            .iter()
-            .any(|(p, l, m)| p == "panicker" && *l == LogLevel::Error
-                && String::from_utf8_lossy(m).contains("the panicker panics")),
+        sink.logs.iter().any(|(p, l, m)| p == "panicker"
+            && *l == LogLevel::Error
+            && String::from_utf8_lossy(m).contains("the panicker panics")),
         "the panic message reaches the host's log: {:?}",
         sink.logs
     );
@@ -102,31 +109,50 @@ fn a_panicking_rust_plugin_is_handled_by_each_failure_mode() {
     // enforce_ignore_error: continues, with evidence.
     let mut sink = MemorySink::new();
     let mut inst = start(&plugin, b"", FailureMode::EnforceIgnoreError);
-    assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Continue);
+    assert_eq!(
+        inst.call_gate(&request(b"m"), &mut out, &mut sink),
+        Decision::Continue
+    );
     assert_eq!(out.error(), Some(&CallError::Failed(Error::Panicked)));
     assert!(out.block().is_none());
-    let record = sink.of_kind("plugin_error").next().expect("a plugin_error record");
+    let record = sink
+        .of_kind("plugin_error")
+        .next()
+        .expect("a plugin_error record");
     assert!(String::from_utf8_lossy(&record.data).contains("enforce_ignore_error"));
 
     // permissive: continues, with evidence.
     let mut sink = MemorySink::new();
     let mut inst = start(&plugin, b"", FailureMode::Permissive);
-    assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Continue);
+    assert_eq!(
+        inst.call_gate(&request(b"m"), &mut out, &mut sink),
+        Decision::Continue
+    );
     assert_eq!(sink.of_kind("plugin_error").count(), 1);
 
     // disabled: never called.
     let before = PANICS.load(Ordering::Relaxed);
     let mut sink = MemorySink::new();
     let mut inst = start(&plugin, b"", FailureMode::Disabled);
-    assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Continue);
-    assert_eq!(PANICS.load(Ordering::Relaxed), before, "a disabled plugin is not called");
+    assert_eq!(
+        inst.call_gate(&request(b"m"), &mut out, &mut sink),
+        Decision::Continue
+    );
+    assert_eq!(
+        PANICS.load(Ordering::Relaxed),
+        before,
+        "a disabled plugin is not called"
+    );
     assert!(sink.records.is_empty());
 
     // The instance survives a panic: the next call panics again, cleanly.
     let mut sink = MemorySink::new();
     let mut inst = start(&plugin, b"", FailureMode::Enforce);
     for _ in 0..3 {
-        assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Block);
+        assert_eq!(
+            inst.call_gate(&request(b"m"), &mut out, &mut sink),
+            Decision::Block
+        );
     }
 }
 
@@ -167,10 +193,16 @@ fn a_host_call_without_its_grant_is_denied_and_leaves_evidence() {
     let mut sink = MemorySink::new();
     let mut out = GateOutput::new();
 
-    assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Continue);
+    assert_eq!(
+        inst.call_gate(&request(b"m"), &mut out, &mut sink),
+        Decision::Continue
+    );
     assert_eq!(out.denials(), 3);
     assert_eq!(out.transforms().len(), 0);
-    let results = sink.of_kind("overreach.results").next().expect("the plugin reports");
+    let results = sink
+        .of_kind("overreach.results")
+        .next()
+        .expect("the plugin reports");
     assert_eq!(
         String::from_utf8_lossy(&results.data),
         "Err(Denied) Err(Denied) Err(Denied)"
@@ -181,7 +213,11 @@ fn a_host_call_without_its_grant_is_denied_and_leaves_evidence() {
     assert!(text(denied[0]).contains("set_header needs capability write_headers"));
     assert!(text(denied[1]).contains("call_integration"));
     assert!(text(denied[2]).contains("queue_followup"));
-    assert!(denied.iter().all(|r| r.plugin == "overreach" && r.request_id == 42 && !r.from_plugin));
+    assert!(
+        denied
+            .iter()
+            .all(|r| r.plugin == "overreach" && r.request_id == 42 && !r.from_plugin)
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -212,7 +248,10 @@ fn a_block_without_the_block_capability_is_denied() {
     let mut out = GateOutput::new();
     let mut sink = MemorySink::new();
     let mut inst = start(&plugin, b"", FailureMode::EnforceIgnoreError);
-    assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Continue);
+    assert_eq!(
+        inst.call_gate(&request(b"m"), &mut out, &mut sink),
+        Decision::Continue
+    );
     assert_eq!(out.error(), Some(&CallError::BlockDenied));
     assert_eq!(sink.of_kind("capability_denied").count(), 1);
     assert!(
@@ -227,7 +266,11 @@ fn a_block_without_the_block_capability_is_denied() {
 struct Editor;
 
 fn expect(result: Result<(), Error>, want: Result<(), Error>) -> Result<(), Error> {
-    if result == want { Ok(()) } else { Err(Error::Failed) }
+    if result == want {
+        Ok(())
+    } else {
+        Err(Error::Failed)
+    }
 }
 
 impl Plugin for Editor {
@@ -250,7 +293,10 @@ impl Plugin for Editor {
     }
     fn on_followup(&mut self, host: &Host<'_>, kind: &str, payload: &[u8]) -> Result<(), Error> {
         expect(host.queue_followup("again", b""), Err(Error::WrongGate))?;
-        host.emit_evidence("editor.followup", format!("{kind}:{}", payload.len()).as_bytes())
+        host.emit_evidence(
+            "editor.followup",
+            format!("{kind}:{}", payload.len()).as_bytes(),
+        )
     }
 }
 
@@ -263,9 +309,18 @@ impl RequestGate for Editor {
         host.replace_body_field("/model", b"\"gpt-4o-mini\"")?;
         host.queue_followup("webhook", b"{\"id\":42}")?;
         // What the host refuses, and why.
-        expect(host.set_header("bad name", b"v"), Err(Error::InvalidArgument))?;
-        expect(host.set_header("x-ok", b"a\r\nb"), Err(Error::InvalidArgument))?;
-        expect(host.replace_body_range(0, 1, b"x"), Err(Error::InvalidArgument))?;
+        expect(
+            host.set_header("bad name", b"v"),
+            Err(Error::InvalidArgument),
+        )?;
+        expect(
+            host.set_header("x-ok", b"a\r\nb"),
+            Err(Error::InvalidArgument),
+        )?;
+        expect(
+            host.replace_body_range(0, 1, b"x"),
+            Err(Error::InvalidArgument),
+        )?;
         // Without read_request_body the body arrives empty, but ranges are
         // still checked against the real one (18 bytes).
         if !frame.request.body.is_empty() {
@@ -273,8 +328,14 @@ impl RequestGate for Editor {
         }
         expect(host.replace_body_range(18, 0, b"}"), Ok(()))?;
         expect(host.replace_body_range(18, 1, b"x"), Err(Error::OutOfRange))?;
-        expect(host.replace_body_range(u64::MAX, 2, b"x"), Err(Error::OutOfRange))?;
-        expect(host.replace_body_field("model", b"1"), Err(Error::InvalidArgument))?;
+        expect(
+            host.replace_body_range(u64::MAX, 2, b"x"),
+            Err(Error::OutOfRange),
+        )?;
+        expect(
+            host.replace_body_field("model", b"1"),
+            Err(Error::InvalidArgument),
+        )?;
         expect(host.emit_evidence("", b""), Err(Error::InvalidArgument))?;
         Ok(SdkVerdict::Continue)
     }
@@ -303,7 +364,10 @@ fn transforms_are_checked_recorded_and_applied_in_order() {
     let plugin = load(editor_entry, "editor", &Grant::new(Capabilities::ALL));
     let mut sink = MemorySink::new();
     let mut inst = plugin
-        .instantiate(Binding::new(3, &b"cfg"[..], FailureMode::Enforce), &mut sink)
+        .instantiate(
+            Binding::new(3, &b"cfg"[..], FailureMode::Enforce),
+            &mut sink,
+        )
         .expect("init");
     assert_eq!(sink.logs[0].2, b"starting");
     let mut out = GateOutput::new();
@@ -317,36 +381,78 @@ fn transforms_are_checked_recorded_and_applied_in_order() {
     assert_eq!(
         got,
         vec![
-            Transform::SetHeader { name: b"x-tenant-tier", value: b"gold" },
+            Transform::SetHeader {
+                name: b"x-tenant-tier",
+                value: b"gold"
+            },
             Transform::RemoveHeader { name: b"x-debug" },
-            Transform::SetMetadata { key: "billing.tag", value: b"team-7" },
-            Transform::ReplaceBodyRange { offset: 0, len: 1, bytes: b"[" },
-            Transform::ReplaceBodyField { pointer: "/model", value: b"\"gpt-4o-mini\"" },
-            Transform::ReplaceBodyRange { offset: 18, len: 0, bytes: b"}" },
+            Transform::SetMetadata {
+                key: "billing.tag",
+                value: b"team-7"
+            },
+            Transform::ReplaceBodyRange {
+                offset: 0,
+                len: 1,
+                bytes: b"["
+            },
+            Transform::ReplaceBodyField {
+                pointer: "/model",
+                value: b"\"gpt-4o-mini\""
+            },
+            Transform::ReplaceBodyRange {
+                offset: 18,
+                len: 0,
+                bytes: b"}"
+            },
         ]
     );
     let followups: Vec<_> = out.followups().collect();
-    assert_eq!(followups, vec![FollowUp { kind: "webhook", payload: b"{\"id\":42}" }]);
+    assert_eq!(
+        followups,
+        vec![FollowUp {
+            kind: "webhook",
+            payload: b"{\"id\":42}"
+        }]
+    );
 
     // The follow-up runs later, outside any gate.
-    let job = FollowUp { kind: "webhook", payload: b"{\"id\":42}" };
+    let job = FollowUp {
+        kind: "webhook",
+        payload: b"{\"id\":42}",
+    };
     inst.run_followup(job, &mut sink).expect("follow-up runs");
-    assert_eq!(sink.of_kind("editor.followup").next().unwrap().data, b"webhook:9");
+    assert_eq!(
+        sink.of_kind("editor.followup").next().unwrap().data,
+        b"webhook:9"
+    );
 
     // The response gate: header only.
     let mut frame = Frame::new(Gate::Response, 42);
-    frame.response = Some(Response { status: 200, body: b"{}", ..Response::default() });
-    assert_eq!(inst.call_gate(&frame, &mut out, &mut sink), Decision::Continue);
+    frame.response = Some(Response {
+        status: 200,
+        body: b"{}",
+        ..Response::default()
+    });
+    assert_eq!(
+        inst.call_gate(&frame, &mut out, &mut sink),
+        Decision::Continue
+    );
     assert_eq!(out.error(), None);
     assert_eq!(out.denials(), 1);
     assert_eq!(
         out.transforms().collect::<Vec<_>>(),
-        vec![Transform::SetHeader { name: b"x-served-by", value: b"odock" }]
+        vec![Transform::SetHeader {
+            name: b"x-served-by",
+            value: b"odock"
+        }]
     );
 
     // The complete gate: no headers, follow-ups yes.
     let frame = Frame::new(Gate::Complete, 42);
-    assert_eq!(inst.call_gate(&frame, &mut out, &mut sink), Decision::Continue);
+    assert_eq!(
+        inst.call_gate(&frame, &mut out, &mut sink),
+        Decision::Continue
+    );
     assert_eq!(out.error(), None);
     assert_eq!(out.followups().count(), 1);
 }
@@ -355,7 +461,10 @@ fn transforms_are_checked_recorded_and_applied_in_order() {
 fn init_errors_name_the_plugin_and_worker() {
     let plugin = load(editor_entry, "editor", &Grant::new(Capabilities::ALL));
     let err = plugin
-        .instantiate(Binding::new(5, &b"nope"[..], FailureMode::Enforce), &mut MemorySink::new())
+        .instantiate(
+            Binding::new(5, &b"nope"[..], FailureMode::Enforce),
+            &mut MemorySink::new(),
+        )
         .expect_err("the config is refused");
     assert_eq!(err.error, Error::InvalidConfig);
     assert_eq!(
@@ -390,7 +499,8 @@ impl<const FULL: bool> Plugin for Watch<FULL> {
 impl<const FULL: bool> RequestGate for Watch<FULL> {
     fn on_request(&mut self, _: &Host<'_>, f: &Frame<'_>) -> Result<SdkVerdict, Error> {
         let sees = [
-            f.identity.is_some_and(|i| i.tenant == b"acme" && i.environment == b"prod"),
+            f.identity
+                .is_some_and(|i| i.tenant == b"acme" && i.environment == b"prod"),
             f.request_header(b"authorization") == Some(b"Bearer k"),
             f.request.body == b"{}",
             f.index.messages.len() == 2 && f.index.messages[1].role() == Role::User,
@@ -417,7 +527,11 @@ fn a_plugin_sees_only_what_its_capabilities_allow() {
         Message::new(Role::User, b"user", b"\"hi\""),
     ];
     let mut frame = request(b"gpt-4o");
-    frame.identity = Some(Identity { tenant: b"acme", virtual_key_id: b"vk-1", environment: b"prod" });
+    frame.identity = Some(Identity {
+        tenant: b"acme",
+        virtual_key_id: b"vk-1",
+        environment: b"prod",
+    });
     frame.request.headers = &headers;
     frame.request.body = b"{}";
     frame.index.stream = true;
@@ -427,10 +541,18 @@ fn a_plugin_sees_only_what_its_capabilities_allow() {
 
     let mut out = GateOutput::new();
     let mut sink = MemorySink::new();
-    for entry in [watch_full_entry as sys::odock_plugin_entry_fn, watch_masked_entry] {
+    for entry in [
+        watch_full_entry as sys::odock_plugin_entry_fn,
+        watch_masked_entry,
+    ] {
         let plugin = load(entry, "watch", &Grant::new(Capabilities::ALL));
         let mut inst = start(&plugin, b"", FailureMode::Enforce);
-        assert_eq!(inst.call_gate(&frame, &mut out, &mut sink), Decision::Continue, "{:?}", out.error());
+        assert_eq!(
+            inst.call_gate(&frame, &mut out, &mut sink),
+            Decision::Continue,
+            "{:?}",
+            out.error()
+        );
     }
 }
 
@@ -457,7 +579,10 @@ impl Plugin for Approver {
         match (answer.outcome, answer.body) {
             (AnswerOutcome::Ok, b"yes") => Ok(SdkVerdict::Continue),
             (AnswerOutcome::Ok, _) => Ok(SdkVerdict::block(403, "not approved")),
-            _ => Ok(SdkVerdict::block(503, "the approval service did not answer")),
+            _ => Ok(SdkVerdict::block(
+                503,
+                "the approval service did not answer",
+            )),
         }
     }
 }
@@ -466,7 +591,8 @@ impl RequestGate for Approver {
     fn on_request(&mut self, host: &Host<'_>, _: &Frame<'_>) -> Result<SdkVerdict, Error> {
         // A call not paused on is dropped.
         host.call_integration("approvals", b"ignored", Duration::from_millis(1))?;
-        let call = host.call_integration("approvals", b"{\"ask\":1}", Duration::from_micros(1500))?;
+        let call =
+            host.call_integration("approvals", b"{\"ask\":1}", Duration::from_micros(1500))?;
         Ok(SdkVerdict::Pause(call))
     }
 }
@@ -485,7 +611,10 @@ fn a_pause_carries_one_integration_call_and_resumes_on_the_answer() {
 
     assert_eq!(inst.call_gate(&frame, &mut out, &mut sink), Decision::Pause);
     let call = out.integration_call().expect("one call to start");
-    assert_eq!((call.name, call.payload, call.timeout_ms), ("approvals", &b"{\"ask\":1}"[..], 2));
+    assert_eq!(
+        (call.name, call.payload, call.timeout_ms),
+        ("approvals", &b"{\"ask\":1}"[..], 2)
+    );
     let token = call.token;
 
     for (outcome, body, want) in [
@@ -493,14 +622,27 @@ fn a_pause_carries_one_integration_call_and_resumes_on_the_answer() {
         (AnswerOutcome::Ok, b"no", Decision::Block),
         (AnswerOutcome::Timeout, b"", Decision::Block),
     ] {
-        let answer = IntegrationAnswer { token, outcome, body };
-        assert_eq!(inst.on_integration_answer(&frame, &answer, &mut out, &mut sink), want);
+        let answer = IntegrationAnswer {
+            token,
+            outcome,
+            body,
+        };
+        assert_eq!(
+            inst.on_integration_answer(&frame, &answer, &mut out, &mut sink),
+            want
+        );
     }
-    assert_eq!(out.block().unwrap().reason, "the approval service did not answer");
+    assert_eq!(
+        out.block().unwrap().reason,
+        "the approval service did not answer"
+    );
 
     // Permissive: the pause is recorded, not taken.
     let mut inst = start(&plugin, b"", FailureMode::Permissive);
-    assert_eq!(inst.call_gate(&frame, &mut out, &mut sink), Decision::Continue);
+    assert_eq!(
+        inst.call_gate(&frame, &mut out, &mut sink),
+        Decision::Continue
+    );
     assert!(out.integration_call().is_none());
     assert!(matches!(out.verdict(), Some(Verdict::Pause { .. })));
     assert_eq!(sink.of_kind("verdict_not_enforced").count(), 1);
@@ -508,8 +650,14 @@ fn a_pause_carries_one_integration_call_and_resumes_on_the_answer() {
 
 #[test]
 fn the_grant_is_checked_at_load() {
-    let err = refusal(approver_entry, "approver", &Grant::new(caps(&[Capability::Block])));
-    assert!(matches!(err.refusal, Refusal::NotGranted { missing } if missing == caps(&[Capability::CallIntegration])));
+    let err = refusal(
+        approver_entry,
+        "approver",
+        &Grant::new(caps(&[Capability::Block])),
+    );
+    assert!(
+        matches!(err.refusal, Refusal::NotGranted { missing } if missing == caps(&[Capability::CallIntegration]))
+    );
     assert_eq!(
         err.to_string(),
         "plugin `approver` refused: it asks for capabilities that are not granted: call_integration"
@@ -520,7 +668,11 @@ fn the_grant_is_checked_at_load() {
     let err = refusal(approver_entry, "approver", &grant);
     assert!(matches!(&err.refusal, Refusal::IntegrationNotGranted { name } if name == "approvals"));
 
-    let err = refusal(approver_entry, "someone-else", &Grant::new(Capabilities::ALL));
+    let err = refusal(
+        approver_entry,
+        "someone-else",
+        &Grant::new(Capabilities::ALL),
+    );
     assert!(matches!(&err.refusal, Refusal::NameMismatch { declared } if declared == "approver"));
 }
 
@@ -553,7 +705,8 @@ macro_rules! variant {
 }
 
 variant!(major_two, |d| d.abi_major = 2);
-variant!(minor_ahead, |d| d.abi_minor = sys::ODOCK_PLUGIN_ABI_MINOR + 1);
+variant!(minor_ahead, |d| d.abi_minor =
+    sys::ODOCK_PLUGIN_ABI_MINOR + 1);
 variant!(too_small, |d| d.size = 16);
 variant!(no_gates, |d| d.gates = 0);
 variant!(unknown_gate, |d| d.gates |= 1 << 9);
@@ -562,7 +715,8 @@ variant!(no_hook, |d| d.on_request = None);
 variant!(stray_hook, |d| d.on_response = d.on_request);
 variant!(bad_mode, |d| d.response_mode = 7);
 variant!(null_name, |d| d.name.ptr = std::ptr::null());
-variant!(bad_name, |d| d.name = sys::odock_plugin_view_t::from_slice(b"Blocker!"));
+variant!(bad_name, |d| d.name =
+    sys::odock_plugin_view_t::from_slice(b"Blocker!"));
 variant!(no_init, |d| d.init = None);
 
 extern "C" fn null_entry() -> *const odock_plugin_descriptor_t {
@@ -573,17 +727,41 @@ extern "C" fn null_entry() -> *const odock_plugin_descriptor_t {
 fn malformed_descriptors_are_refused_with_the_field_named() {
     let grant = Grant::new(Capabilities::ALL);
     let cases: &[(sys::odock_plugin_entry_fn, &str)] = &[
-        (major_two, "the descriptor is of plugin ABI major version 2; this host speaks major version 1"),
-        (minor_ahead, "the plugin needs plugin ABI 1.1; this host provides 1.0"),
-        (too_small, "descriptor size 16 is smaller than version 1.0's"),
+        (
+            major_two,
+            "the descriptor is of plugin ABI major version 2; this host speaks major version 1",
+        ),
+        (
+            minor_ahead,
+            "the plugin needs plugin ABI 1.1; this host provides 1.0",
+        ),
+        (
+            too_small,
+            "descriptor size 16 is smaller than version 1.0's",
+        ),
         (no_gates, "descriptor field `gates` is 0x0"),
         (unknown_gate, "descriptor field `gates` is 0x201"),
-        (unknown_cap, "descriptor field `capabilities` has bits 0x10000000000"),
-        (no_hook, "descriptor field `on_request` is NULL but required"),
-        (stray_hook, "descriptor field `on_response` is set for a gate the plugin does not join"),
+        (
+            unknown_cap,
+            "descriptor field `capabilities` has bits 0x10000000000",
+        ),
+        (
+            no_hook,
+            "descriptor field `on_request` is NULL but required",
+        ),
+        (
+            stray_hook,
+            "descriptor field `on_response` is set for a gate the plugin does not join",
+        ),
         (bad_mode, "descriptor field `response_mode` is 7"),
-        (null_name, "descriptor field `name`: has a length but a NULL pointer"),
-        (bad_name, "descriptor field `name`: must be 1 to 64 bytes of [a-z0-9._-]"),
+        (
+            null_name,
+            "descriptor field `name`: has a length but a NULL pointer",
+        ),
+        (
+            bad_name,
+            "descriptor field `name`: must be 1 to 64 bytes of [a-z0-9._-]",
+        ),
         (no_init, "descriptor field `init` is NULL but required"),
         (null_entry, "odock_plugin_entry_v1 returned NULL"),
     ];
@@ -615,7 +793,10 @@ unsafe extern "C" fn raw_init(
     // SAFETY: the host passes valid arguments to init.
     unsafe {
         let config = odock_plugin_abi::view::host_bytes((*args).config);
-        let state = Box::new(RawState { mode: config[0], host });
+        let state = Box::new(RawState {
+            mode: config[0],
+            host,
+        });
         out.write(Box::into_raw(state).cast());
     }
     sys::ODOCK_OK
@@ -647,7 +828,10 @@ unsafe extern "C" fn raw_on_request(
         }
         b'n' => {
             block(v, 403);
-            v.detail = sys::odock_plugin_view_t { ptr: std::ptr::null(), len: 3 };
+            v.detail = sys::odock_plugin_view_t {
+                ptr: std::ptr::null(),
+                len: 3,
+            };
         }
         b'l' => {
             block(v, 403);
@@ -663,8 +847,17 @@ unsafe extern "C" fn raw_on_request(
             // SAFETY: the host table from init, valid until destroy.
             let log = unsafe { (*state.host).log.unwrap() };
             // SAFETY: a NULL call handle must be refused, not followed.
-            let st = unsafe { log(std::ptr::null_mut(), sys::ODOCK_LOG_INFO, sys::odock_plugin_view_t::ZEROED) };
-            let bad_view = sys::odock_plugin_view_t { ptr: std::ptr::null(), len: 5 };
+            let st = unsafe {
+                log(
+                    std::ptr::null_mut(),
+                    sys::ODOCK_LOG_INFO,
+                    sys::odock_plugin_view_t::ZEROED,
+                )
+            };
+            let bad_view = sys::odock_plugin_view_t {
+                ptr: std::ptr::null(),
+                len: 5,
+            };
             // SAFETY: a view with a length and no pointer must be refused.
             let st2 = unsafe { log(call, sys::ODOCK_LOG_INFO, bad_view) };
             if st != sys::ODOCK_ERR_INVALID_ARGUMENT || st2 != sys::ODOCK_ERR_INVALID_ARGUMENT {
@@ -697,15 +890,31 @@ fn malformed_verdicts_are_errors_for_the_failure_mode() {
     let plugin = load(raw_entry, "raw", &Grant::new(caps(&[Capability::Block])));
     let mut out = GateOutput::new();
     let cases: &[(&[u8], CallError)] = &[
-        (b"k", CallError::InvalidVerdict(InvalidVerdict::UnknownKind(7))),
+        (
+            b"k",
+            CallError::InvalidVerdict(InvalidVerdict::UnknownKind(7)),
+        ),
         (b"s", CallError::InvalidVerdict(InvalidVerdict::Status(200))),
-        (b"u", CallError::InvalidVerdict(InvalidVerdict::ReasonNotUtf8)),
-        (b"n", CallError::InvalidVerdict(InvalidVerdict::NullView("detail"))),
+        (
+            b"u",
+            CallError::InvalidVerdict(InvalidVerdict::ReasonNotUtf8),
+        ),
+        (
+            b"n",
+            CallError::InvalidVerdict(InvalidVerdict::NullView("detail")),
+        ),
         (
             b"l",
-            CallError::InvalidVerdict(InvalidVerdict::TooLong { field: "reason", len: 1025, max: 1024 }),
+            CallError::InvalidVerdict(InvalidVerdict::TooLong {
+                field: "reason",
+                len: 1025,
+                max: 1024,
+            }),
         ),
-        (b"p", CallError::InvalidVerdict(InvalidVerdict::UnknownToken(99))),
+        (
+            b"p",
+            CallError::InvalidVerdict(InvalidVerdict::UnknownToken(99)),
+        ),
         (b"e", CallError::Failed(Error::Unknown(4242))),
     ];
     for (config, want) in cases {
@@ -716,7 +925,11 @@ fn malformed_verdicts_are_errors_for_the_failure_mode() {
         ] {
             let mut sink = MemorySink::new();
             let mut inst = start(&plugin, config, mode);
-            assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), decision, "{want} in {mode}");
+            assert_eq!(
+                inst.call_gate(&request(b"m"), &mut out, &mut sink),
+                decision,
+                "{want} in {mode}"
+            );
             assert_eq!(out.error(), Some(want));
             assert!(out.verdict().is_none());
             assert_eq!(sink.of_kind("plugin_error").count(), 1);
@@ -731,12 +944,18 @@ fn host_calls_check_their_handle_and_views() {
     let mut sink = MemorySink::new();
 
     let mut inst = start(&plugin, b"h", FailureMode::Enforce);
-    assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Continue);
+    assert_eq!(
+        inst.call_gate(&request(b"m"), &mut out, &mut sink),
+        Decision::Continue
+    );
     assert_eq!(out.error(), None);
 
     // A handle kept past its hook is refused, not followed.
     let mut inst = start(&plugin, b"c", FailureMode::Enforce);
-    assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Continue);
+    assert_eq!(
+        inst.call_gate(&request(b"m"), &mut out, &mut sink),
+        Decision::Continue
+    );
     let stale = STALE_CALL.load(Ordering::Relaxed);
     assert!(!stale.is_null());
     let log = host::HOST_API.0.log.unwrap();
@@ -764,7 +983,8 @@ impl RequestGate for Emitter {
     fn on_request(&mut self, host: &Host<'_>, _: &Frame<'_>) -> Result<SdkVerdict, Error> {
         for _ in 0..40 {
             if let Err(e) = host.emit_evidence("emitter.tick", b"") {
-                host.emit_evidence("emitter.stopped", e.to_string().as_bytes()).ok();
+                host.emit_evidence("emitter.stopped", e.to_string().as_bytes())
+                    .ok();
                 return Err(e);
             }
         }
@@ -795,7 +1015,10 @@ fn a_panic_in_the_sink_resumes_in_the_caller_after_the_hook() {
 
     // The instance is still usable, and the per-call evidence budget holds.
     let mut sink = MemorySink::new();
-    assert_eq!(inst.call_gate(&request(b"m"), &mut out, &mut sink), Decision::Block);
+    assert_eq!(
+        inst.call_gate(&request(b"m"), &mut out, &mut sink),
+        Decision::Block
+    );
     assert_eq!(sink.of_kind("emitter.tick").count(), 32);
     assert_eq!(out.error(), Some(&CallError::Failed(Error::LimitExceeded)));
 }
@@ -804,7 +1027,10 @@ fn a_panic_in_the_sink_resumes_in_the_caller_after_the_hook() {
 fn pins_parse_and_print_as_hex() {
     let pin = Pin::of_bytes(b"abc");
     let hex = pin.to_string();
-    assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    assert_eq!(
+        hex,
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
     assert_eq!(Pin::from_hex(&hex), Ok(pin));
     assert!(Pin::from_hex("xyz").is_err());
     assert!(Pin::from_hex(&hex.replace('b', "g")).is_err());

@@ -98,7 +98,11 @@ fn parse_allow_list(config: &[u8]) -> Option<Vec<Vec<u8>>> {
             b'"' => {
                 let end = rest[1..].iter().position(|&b| b == b'"')? + 1;
                 let model = &rest[1..end];
-                if model.is_empty() || model.len() >= 128 || model.contains(&b'\\') || allowed.len() == 32 {
+                if model.is_empty()
+                    || model.len() >= 128
+                    || model.contains(&b'\\')
+                    || allowed.len() == 32
+                {
                     return None;
                 }
                 allowed.push(model.to_vec());
