@@ -18,7 +18,8 @@
 //! Every host call runs under `catch_unwind`: a panic (in the sink, or a
 //! bug here) must not unwind into the plugin's frames. The payload is
 //! parked in the slot, the call returns `ODOCK_ERR_HOST_INTERNAL`, and
-//! [`CallSlot::run`] resumes the panic once the hook has returned.
+//! [`CallSlot::resume_host_panic`] resumes the panic once the hook has
+//! returned.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -84,15 +85,22 @@ impl CallSlot {
     }
 
     /// Runs `hook` (a call into the plugin with [`CallSlot::handle`]) with
-    /// `state` reachable by host calls; resumes a host panic afterwards.
+    /// `state` reachable by host calls. A host panic caught meanwhile waits
+    /// for [`CallSlot::resume_host_panic`].
     pub(crate) fn run<R>(&self, state: &mut CallState<'_>, hook: impl FnOnce() -> R) -> R {
         self.active.set(ptr::from_mut(state).cast());
         let result = hook();
         self.active.set(ptr::null_mut());
+        result
+    }
+
+    /// Resumes a panic caught in a host call of the last hook, if any: call
+    /// it once the hook's results are in safe hands (an init's instance
+    /// recorded, so that it will be destroyed).
+    pub(crate) fn resume_host_panic(&self) {
         if let Some(payload) = self.host_panic.take() {
             resume_unwind(payload);
         }
-        result
     }
 
     /// Records a `capability_denied` and counts it; returns `Denied`.

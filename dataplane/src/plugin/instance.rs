@@ -174,12 +174,15 @@ impl LoadedPlugin {
             // arguments live on this frame and the config in the slot.
             unsafe { init(&HOST_API.0, slot.handle(), &args, &mut plugin_state) }
         });
+        if status == odock_plugin_abi::sys::ODOCK_OK {
+            instance.state = plugin_state;
+            instance.live = true;
+        }
+        // A panic in the sink during init unwinds from here; the instance
+        // drops on the way and destroys what init created.
+        slot.resume_host_panic();
         match Error::check(status) {
-            Ok(()) => {
-                instance.state = plugin_state;
-                instance.live = true;
-                Ok(instance)
-            }
+            Ok(()) => Ok(instance),
             // Dropping `instance` frees the slot; `live` is false, so
             // destroy is not called for an instance init did not create.
             Err(error) => Err(InitError {
@@ -250,14 +253,16 @@ impl PluginInstance {
             // SAFETY: the slot lives until the instance drops.
             let slot = unsafe { self.slot.as_ref() };
             let instance = self.state;
-            self.mask(frame).with_raw(|raw| {
+            let status = self.mask(frame).with_raw(|raw| {
                 slot.run(&mut state, || {
                     // SAFETY: the hook is the plugin's, checked at load; the
                     // instance is what its init returned; the frame and the
                     // verdict live on this stack until the hook returns.
                     unsafe { hook(instance, slot.handle(), raw, &mut verdict) }
                 })
-            })
+            });
+            slot.resume_host_panic();
+            status
         };
         self.settle(phase, frame.request_id, status, &verdict, out, sink)
     }
@@ -309,13 +314,15 @@ impl PluginInstance {
             // SAFETY: the slot lives until the instance drops.
             let slot = unsafe { self.slot.as_ref() };
             let instance = self.state;
-            self.mask(frame).with_raw(|raw| {
+            let status = self.mask(frame).with_raw(|raw| {
                 slot.run(&mut state, || {
                     // SAFETY: as in `call_gate`; the answer lives on this
                     // stack until the hook returns.
                     unsafe { hook(instance, slot.handle(), raw, &raw_answer, &mut verdict) }
                 })
-            })
+            });
+            slot.resume_host_panic();
+            status
         };
         self.settle(phase, frame.request_id, status, &verdict, out, sink)
     }
@@ -350,11 +357,13 @@ impl PluginInstance {
             let kind =
                 odock_plugin_abi::sys::odock_host_view_t::from_slice(followup.kind.as_bytes());
             let payload = odock_plugin_abi::sys::odock_host_view_t::from_slice(followup.payload);
-            slot.run(&mut state, || {
+            let status = slot.run(&mut state, || {
                 // SAFETY: the hook is the plugin's, checked at load (it asked
                 // for queue_followup); the views live on this frame.
                 unsafe { hook(self.state, slot.handle(), kind, payload) }
-            })
+            });
+            slot.resume_host_panic();
+            status
         };
         Error::check(status).map_err(|e| {
             let error = CallError::Failed(e);

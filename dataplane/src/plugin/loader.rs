@@ -315,8 +315,14 @@ pub struct LoadedPlugin {
     /// A copy of the descriptor's version 1.0 part. Its pointers point into
     /// the library's static memory.
     pub(crate) descriptor: odock_plugin_descriptor_t,
-    /// Dropped last (fields drop in order), after nothing can call into it.
+    /// Dropped after everything above (fields drop in order), once nothing
+    /// can call into it.
     _library: Option<libloading::Library>,
+    /// The sealed memfd the library was loaded from, closed only after the
+    /// library: while it is open its `/proc/self/fd/N` name belongs to this
+    /// library alone. (glibc finds an already-loaded object by that name, so
+    /// a reused fd number would hand a later plugin this one's handle.)
+    _image: Option<std::fs::File>,
 }
 
 // SAFETY: the descriptor copy holds function pointers and views into the
@@ -361,7 +367,7 @@ impl LoadedPlugin {
                 actual,
             }));
         }
-        let library = open_pinned(&spec.name, &spec.path, &bytes).map_err(refuse)?;
+        let (library, image) = open_pinned(&spec.name, &spec.path, &bytes).map_err(refuse)?;
         drop(bytes);
         // SAFETY: we look up a function with the entry's signature. Calling
         // it runs the plugin's code in this process: the header requires it
@@ -379,7 +385,7 @@ impl LoadedPlugin {
         };
         // SAFETY: `entry` is the library's entry function, and the library
         // stays open: it moves into the result.
-        unsafe { Self::from_entry_inner(entry, &spec.name, &spec.grant, Some(library)) }
+        unsafe { Self::from_entry_inner(entry, &spec.name, &spec.grant, Some(library), image) }
             .map_err(refuse)
     }
 
@@ -401,10 +407,12 @@ impl LoadedPlugin {
         grant: &Grant,
     ) -> Result<Arc<LoadedPlugin>, LoadError> {
         // SAFETY: forwarded from the caller; no library to keep open.
-        unsafe { Self::from_entry_inner(entry, name, grant, None) }.map_err(|refusal| LoadError {
-            plugin: name.to_owned(),
-            path: None,
-            refusal,
+        unsafe { Self::from_entry_inner(entry, name, grant, None, None) }.map_err(|refusal| {
+            LoadError {
+                plugin: name.to_owned(),
+                path: None,
+                refusal,
+            }
         })
     }
 
@@ -416,6 +424,7 @@ impl LoadedPlugin {
         name: &str,
         grant: &Grant,
         library: Option<libloading::Library>,
+        image: Option<std::fs::File>,
     ) -> Result<Arc<LoadedPlugin>, Refusal> {
         // SAFETY: the caller vouches for `entry`.
         let ptr = unsafe { entry() };
@@ -535,6 +544,7 @@ impl LoadedPlugin {
             abi_minor: d.abi_minor,
             descriptor: d,
             _library: library,
+            _image: image,
         }))
     }
 
@@ -698,7 +708,11 @@ fn other_major(library: &libloading::Library) -> Option<u16> {
 /// On Linux: a sealed memfd holding `bytes`, opened through
 /// `/proc/self/fd`, so the file changing after the check cannot matter.
 #[cfg(target_os = "linux")]
-fn open_pinned(name: &str, _path: &Path, bytes: &[u8]) -> Result<libloading::Library, Refusal> {
+fn open_pinned(
+    name: &str,
+    _path: &Path,
+    bytes: &[u8],
+) -> Result<(libloading::Library, Option<std::fs::File>), Refusal> {
     use rustix::fs::{MemfdFlags, SealFlags, fcntl_add_seals, memfd_create};
     use std::io::Write as _;
     use std::os::fd::AsRawFd as _;
@@ -728,16 +742,21 @@ fn open_pinned(name: &str, _path: &Path, bytes: &[u8]) -> Result<libloading::Lib
         )
     }
     .map_err(|e| Refusal::NotLoadable(e.to_string()))?;
-    // The mapping keeps the memfd's pages; the descriptor can go.
-    drop(file);
-    Ok(library.into())
+    // The memfd stays open as long as the library: see `LoadedPlugin::_image`.
+    Ok((library.into(), Some(file)))
 }
 
 /// Loads the file at `path` (already checked against the pin). Without
 /// sealed memfds the file could change between the check and the load;
 /// keep plugin directories writable by the operator only.
 #[cfg(not(target_os = "linux"))]
-fn open_pinned(_name: &str, path: &Path, _bytes: &[u8]) -> Result<libloading::Library, Refusal> {
+fn open_pinned(
+    _name: &str,
+    path: &Path,
+    _bytes: &[u8],
+) -> Result<(libloading::Library, Option<std::fs::File>), Refusal> {
     // SAFETY: as in the Linux version.
-    unsafe { libloading::Library::new(path) }.map_err(|e| Refusal::NotLoadable(e.to_string()))
+    unsafe { libloading::Library::new(path) }
+        .map(|library| (library, None))
+        .map_err(|e| Refusal::NotLoadable(e.to_string()))
 }

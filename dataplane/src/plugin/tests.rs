@@ -1035,3 +1035,56 @@ fn pins_parse_and_print_as_hex() {
     assert!(Pin::from_hex("xyz").is_err());
     assert!(Pin::from_hex(&hex.replace('b', "g")).is_err());
 }
+
+static COUNTED_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+struct Counted;
+
+impl Plugin for Counted {
+    const NAME: &'static str = "counted";
+    const VERSION: &'static str = "1";
+    const CAPABILITIES: Capabilities = Capabilities::NONE;
+    fn init(ctx: &InitContext<'_>) -> Result<Self, Error> {
+        // The host answers HOST_INTERNAL here: its sink panicked.
+        let _ = ctx.host().log(LogLevel::Info, "hello");
+        Ok(Counted)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        COUNTED_DROPS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl CompleteGate for Counted {}
+
+odock_plugin_abi::plugin_entry!(fn counted_entry for Counted, complete);
+
+struct LogBomb;
+
+impl EvidenceSink for LogBomb {
+    fn record(&mut self, _: &Evidence<'_>) {}
+    fn log(&mut self, _: &str, _: LogLevel, _: &[u8]) {
+        panic!("the log exploded");
+    }
+}
+
+#[test]
+fn a_sink_panic_during_init_still_destroys_what_init_created() {
+    let plugin = load(counted_entry, "counted", &Grant::default());
+    let before = COUNTED_DROPS.load(Ordering::Relaxed);
+    let payload = catch_unwind(AssertUnwindSafe(|| {
+        plugin.instantiate(
+            Binding::new(0, &b""[..], FailureMode::Enforce),
+            &mut LogBomb,
+        )
+    }))
+    .expect_err("the sink's panic reaches the caller");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the log exploded"));
+    assert_eq!(
+        COUNTED_DROPS.load(Ordering::Relaxed),
+        before + 1,
+        "destroy ran"
+    );
+}
