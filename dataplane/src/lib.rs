@@ -5,6 +5,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod evidence;
 pub mod plugin;
 pub mod ring;
 pub mod runtime;
