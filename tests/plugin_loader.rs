@@ -182,3 +182,30 @@ fn the_loaded_bytes_are_the_pinned_bytes() {
         Refusal::PinMismatch { .. }
     ));
 }
+
+#[test]
+fn each_load_gets_its_own_library_even_when_fd_numbers_are_reused() {
+    // glibc finds loaded objects by name, and a plugin's name is
+    // /proc/self/fd/N: loading, dropping and loading others must never hand
+    // back a stale library.
+    let guard = c_model_guard();
+    let other = c_plugin("misbehaving", "tests/plugin_sources/misbehaving.c", &[]);
+    let no_entry = c_plugin("no_entry", "tests/plugin_sources/no_entry.c", &[]);
+    for _ in 0..3 {
+        // `a` stays loaded while the others load: had its memfd been closed,
+        // the next memfd would get the same number and the same name.
+        let a = LoadedPlugin::load(&spec("model-guard", &guard, model_guard_grant())).unwrap();
+        let refused = LoadedPlugin::load(&spec("no-entry", &no_entry, Grant::default()));
+        assert!(matches!(
+            refused.unwrap_err().refusal,
+            Refusal::MissingEntry { .. }
+        ));
+        let b = LoadedPlugin::load(&spec("misbehaving", &other, Grant::new(Capabilities::ALL)))
+            .expect("the second plugin is itself, not the first");
+        assert_eq!(b.name(), "misbehaving");
+        assert_eq!(a.name(), "model-guard");
+        drop(a);
+        let c = LoadedPlugin::load(&spec("model-guard", &guard, model_guard_grant())).unwrap();
+        assert_eq!(c.name(), "model-guard");
+    }
+}

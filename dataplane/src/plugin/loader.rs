@@ -316,17 +316,23 @@ pub struct LoadedPlugin {
     /// the library's static memory.
     pub(crate) descriptor: odock_plugin_descriptor_t,
     /// Dropped after everything above (fields drop in order), once nothing
-    /// can call into it.
-    _library: Option<libloading::Library>,
-    /// The sealed memfd the library was loaded from, closed only after the
-    /// library: while it is open its `/proc/self/fd/N` name belongs to this
-    /// library alone. (glibc finds an already-loaded object by that name, so
-    /// a reused fd number would hand a later plugin this one's handle.)
-    _image: Option<std::fs::File>,
+    /// can call into it. `None` for a plugin linked into the process.
+    _image: Option<Image>,
+}
+
+/// A loaded library and the sealed memfd it was loaded from. Fields drop in
+/// order: the library is closed before the memfd, so while the library is
+/// loaded its `/proc/self/fd/N` name belongs to it alone. (glibc finds an
+/// already-loaded object by that name, so a reused fd number would hand a
+/// later plugin this one's handle.) Every path that drops an `Image`, the
+/// refusals included, keeps that order.
+struct Image {
+    library: libloading::Library,
+    _file: Option<std::fs::File>,
 }
 
 // SAFETY: the descriptor copy holds function pointers and views into the
-// library's immutable static data, which `_library` keeps mapped for as long
+// library's immutable static data, which `_image` keeps mapped for as long
 // as the value lives; reading them from any thread is fine. The header
 // requires hooks to be callable from any thread (never two at once per
 // instance, which `PluginInstance: !Sync` and `&mut self` ensure).
@@ -367,25 +373,28 @@ impl LoadedPlugin {
                 actual,
             }));
         }
-        let (library, image) = open_pinned(&spec.name, &spec.path, &bytes).map_err(refuse)?;
+        let image = open_pinned(&spec.name, &spec.path, &bytes).map_err(refuse)?;
         drop(bytes);
         // SAFETY: we look up a function with the entry's signature. Calling
         // it runs the plugin's code in this process: the header requires it
         // to return a static descriptor and do nothing else; that trust is
         // what loading a native plugin means (see the module docs).
-        let entry =
-            unsafe { library.get::<odock_plugin_entry_fn>(ODOCK_PLUGIN_ENTRY_SYMBOL.as_bytes()) };
+        let entry = unsafe {
+            image
+                .library
+                .get::<odock_plugin_entry_fn>(ODOCK_PLUGIN_ENTRY_SYMBOL.as_bytes())
+        };
         let entry = match entry {
             Ok(symbol) => *symbol,
             Err(_) => {
                 return Err(refuse(Refusal::MissingEntry {
-                    other_major: other_major(&library),
+                    other_major: other_major(&image.library),
                 }));
             }
         };
         // SAFETY: `entry` is the library's entry function, and the library
         // stays open: it moves into the result.
-        unsafe { Self::from_entry_inner(entry, &spec.name, &spec.grant, Some(library), image) }
+        unsafe { Self::from_entry_inner(entry, &spec.name, &spec.grant, Some(image)) }
             .map_err(refuse)
     }
 
@@ -407,24 +416,21 @@ impl LoadedPlugin {
         grant: &Grant,
     ) -> Result<Arc<LoadedPlugin>, LoadError> {
         // SAFETY: forwarded from the caller; no library to keep open.
-        unsafe { Self::from_entry_inner(entry, name, grant, None, None) }.map_err(|refusal| {
-            LoadError {
-                plugin: name.to_owned(),
-                path: None,
-                refusal,
-            }
+        unsafe { Self::from_entry_inner(entry, name, grant, None) }.map_err(|refusal| LoadError {
+            plugin: name.to_owned(),
+            path: None,
+            refusal,
         })
     }
 
     /// # Safety
     /// `entry` is a plugin's entry function whose code and data stay mapped
-    /// while `library` (or, when `None`, the process) lives.
+    /// while `image` (or, when `None`, the process) lives.
     unsafe fn from_entry_inner(
         entry: odock_plugin_entry_fn,
         name: &str,
         grant: &Grant,
-        library: Option<libloading::Library>,
-        image: Option<std::fs::File>,
+        image: Option<Image>,
     ) -> Result<Arc<LoadedPlugin>, Refusal> {
         // SAFETY: the caller vouches for `entry`.
         let ptr = unsafe { entry() };
@@ -543,7 +549,6 @@ impl LoadedPlugin {
             response_mode,
             abi_minor: d.abi_minor,
             descriptor: d,
-            _library: library,
             _image: image,
         }))
     }
@@ -708,11 +713,7 @@ fn other_major(library: &libloading::Library) -> Option<u16> {
 /// On Linux: a sealed memfd holding `bytes`, opened through
 /// `/proc/self/fd`, so the file changing after the check cannot matter.
 #[cfg(target_os = "linux")]
-fn open_pinned(
-    name: &str,
-    _path: &Path,
-    bytes: &[u8],
-) -> Result<(libloading::Library, Option<std::fs::File>), Refusal> {
+fn open_pinned(name: &str, _path: &Path, bytes: &[u8]) -> Result<Image, Refusal> {
     use rustix::fs::{MemfdFlags, SealFlags, fcntl_add_seals, memfd_create};
     use std::io::Write as _;
     use std::os::fd::AsRawFd as _;
@@ -743,20 +744,22 @@ fn open_pinned(
     }
     .map_err(|e| Refusal::NotLoadable(e.to_string()))?;
     // The memfd stays open as long as the library: see `LoadedPlugin::_image`.
-    Ok((library.into(), Some(file)))
+    Ok(Image {
+        library: library.into(),
+        _file: Some(file),
+    })
 }
 
 /// Loads the file at `path` (already checked against the pin). Without
 /// sealed memfds the file could change between the check and the load;
 /// keep plugin directories writable by the operator only.
 #[cfg(not(target_os = "linux"))]
-fn open_pinned(
-    _name: &str,
-    path: &Path,
-    _bytes: &[u8],
-) -> Result<(libloading::Library, Option<std::fs::File>), Refusal> {
+fn open_pinned(_name: &str, path: &Path, _bytes: &[u8]) -> Result<Image, Refusal> {
     // SAFETY: as in the Linux version.
     unsafe { libloading::Library::new(path) }
-        .map(|library| (library, None))
+        .map(|library| Image {
+            library,
+            _file: None,
+        })
         .map_err(|e| Refusal::NotLoadable(e.to_string()))
 }
