@@ -25,7 +25,7 @@ fn poke(path: &Path, offset: u64, bytes: &[u8]) {
 }
 
 fn attach_err(path: &Path) -> AttachError {
-    Ring::attach(path).err().expect("attach must refuse")
+    Ring::attach(path).expect_err("attach must refuse")
 }
 
 #[test]
@@ -60,7 +60,8 @@ fn create_never_overwrites_an_existing_file() {
 
 #[test]
 fn each_bad_meta_field_is_named() {
-    let cases: [(&str, u64, Vec<u8>, fn(&AttachError) -> bool); 7] = [
+    type Case = (&'static str, u64, Vec<u8>, fn(&AttachError) -> bool);
+    let cases: [Case; 7] = [
         ("magic", 0, b"NOTARING".to_vec(), |e| {
             matches!(e, AttachError::Magic { .. })
         }),

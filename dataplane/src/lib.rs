@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod evidence;
+pub mod index;
 pub mod plugin;
 pub mod ring;
 pub mod runtime;

@@ -128,7 +128,10 @@ impl<M: RingMemory> Consumer<M> {
                 let words = ring.mem.lane(l);
                 let pos = words.consumer_pos.load(Ordering::Acquire);
                 let producer = words.producer_pos.load(Ordering::Acquire);
-                if pos % 8 != 0 || producer % 8 != 0 || producer.wrapping_sub(pos) > g.data_size {
+                if !pos.is_multiple_of(8)
+                    || !producer.is_multiple_of(8)
+                    || producer.wrapping_sub(pos) > g.data_size
+                {
                     poisoned.get_or_insert(CorruptRing {
                         lane: l as u32,
                         position: pos,
@@ -347,7 +350,8 @@ impl<M: RingMemory> Consumer<M> {
             .producer_pos
             .load(Ordering::Acquire);
         let st = &self.lanes[lane];
-        if found % 8 != 0 || found < st.producer || found.wrapping_sub(st.pos) > self.size {
+        if !found.is_multiple_of(8) || found < st.producer || found.wrapping_sub(st.pos) > self.size
+        {
             let previous = st.producer;
             return Err(self.poison(lane, Corruption::ProducerPosition { found, previous }));
         }

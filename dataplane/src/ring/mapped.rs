@@ -343,7 +343,7 @@ unsafe impl RingMemory for MappedMemory {
     }
     #[inline]
     fn header(&self, lane: usize, off: usize) -> &AtomicU64 {
-        debug_assert!(off < self.geometry.data_size as usize && off % 8 == 0);
+        debug_assert!(off < self.geometry.data_size as usize && off.is_multiple_of(8));
         // Masked, so the deref below is sound whatever the caller passes.
         let off = off & (self.geometry.data_size as usize - 1) & !7;
         // SAFETY: data(lane) + off is inside the lane's first mapping,

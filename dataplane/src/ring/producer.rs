@@ -65,7 +65,10 @@ impl<M: RingMemory> Producer<M> {
         let size = ring.geometry.data_size;
         let pos = words.producer_pos.load(Ordering::Acquire);
         let consumer = words.consumer_pos.load(Ordering::Acquire);
-        if pos % 8 != 0 || consumer % 8 != 0 || pos.wrapping_sub(consumer) > size {
+        if !pos.is_multiple_of(8)
+            || !consumer.is_multiple_of(8)
+            || pos.wrapping_sub(consumer) > size
+        {
             words.owner.store(0, Ordering::Release);
             return None;
         }
@@ -236,7 +239,10 @@ pub(super) fn reap_lane<M: RingMemory>(mem: &M, lane: usize) -> Result<u64, Corr
     let words = mem.lane(lane);
     let end = words.producer_pos.load(Ordering::Acquire);
     let mut pos = words.consumer_pos.load(Ordering::Acquire);
-    if pos % 8 != 0 || end % 8 != 0 || end.wrapping_sub(pos) > geometry.data_size {
+    if !pos.is_multiple_of(8)
+        || !end.is_multiple_of(8)
+        || end.wrapping_sub(pos) > geometry.data_size
+    {
         return Err(Corruption::ConsumerPosition {
             found: pos,
             producer: end,

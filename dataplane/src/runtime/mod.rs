@@ -1,3 +1,11 @@
 //! The runtime the gateway links: policy, chains, workers and gates.
 
+pub mod metrics;
 pub mod policy;
+mod runner;
+
+pub use metrics::{Counter, Histogram};
+pub use runner::{
+    CallOutcome, Change, DecisionRecord, GateRunner, InstallError, Outcome, PluginSource,
+    RequestFrame, Runtime, RuntimeSink, Verdict,
+};

@@ -1,0 +1,1124 @@
+//! The gate runner: one worker's chains, run over one frame at a time.
+//!
+//! A [`GateRunner`] belongs to one thread (a pinned worker, or a pinned
+//! gateway thread running gates inline). It owns that worker's plugin
+//! instances (one per binding, `init` once), its scratch buffers and its
+//! copy-on-write arena, so a frame's path takes no lock, and once the
+//! buffers have grown to their working size, allocates nothing.
+//!
+//! # One frame through one gate
+//!
+//! 1. If control pushed a new policy, adopt it *between* frames: instances of
+//!    bindings that did not change are kept, new ones are `init`ed, dropped
+//!    ones destroyed. A frame therefore sees exactly one whole policy.
+//! 2. Look the chain up ([`CompiledPolicy::chain`]).
+//! 3. Call each plugin in order with a view of the frame *as the plugins
+//!    before it left it*: headers they set or removed, metadata, body
+//!    ranges they replaced (copied into the arena; the original bytes are
+//!    never written).
+//! 4. Time each call against the binding's budget. A call cannot be
+//!    preempted in process: an overrun is found when it returns and is
+//!    handled like a failure by the binding's [`FailureMode`] (its transforms
+//!    are dropped). A watchdog reports a worker stuck inside a plugin
+//!    (see `runtime::watchdog`).
+//! 5. A block ends the chain; later plugins do not run. Every call leaves a
+//!    decision record; the host adds its own (denied calls, errors,
+//!    unenforced verdicts, the plugin's records).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use odock_plugin_abi::Gate;
+use odock_plugin_abi::view::{self, Header};
+
+use super::metrics::{Counter, Histogram, MAX_PLUGINS, WorkerMetrics};
+use super::policy::{BindingSpec, CompiledPolicy, FailureMode, FrameKey, PolicyError, PolicySpec};
+use crate::plugin::{
+    Binding, Decision, EvidenceSink, FAIL_CLOSED_REASON, FAIL_CLOSED_STATUS, GateOutput, InitError,
+    LoadError, LoadedPlugin, Pin, PluginInstance, PluginSpec, Transform,
+};
+
+/// Where a plugin binary is, as control's registry pins it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSource {
+    /// The registered name.
+    pub name: String,
+    /// The shared library.
+    pub path: std::path::PathBuf,
+    /// Its SHA-256.
+    pub pin: Pin,
+}
+
+/// Why a policy could not be installed. Nothing changes when it fails.
+#[derive(Debug)]
+pub enum InstallError {
+    /// The spec does not compile.
+    Policy(PolicyError),
+    /// A binding names a plugin the registry does not have.
+    UnknownPlugin {
+        /// The binding's position.
+        binding: usize,
+        /// The name.
+        plugin: String,
+    },
+    /// A plugin refused to load (wrong pin, not granted, not a plugin...).
+    Load(Box<LoadError>),
+    /// More distinct plugins than the metrics can keep.
+    TooManyPlugins,
+}
+
+impl fmt::Display for InstallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstallError::Policy(e) => write!(f, "policy does not compile: {e}"),
+            InstallError::UnknownPlugin { binding, plugin } => {
+                write!(
+                    f,
+                    "bindings[{binding}] names plugin {plugin:?}, which is not registered"
+                )
+            }
+            InstallError::Load(e) => write!(f, "{e}"),
+            InstallError::TooManyPlugins => write!(f, "more than {MAX_PLUGINS} distinct plugins"),
+        }
+    }
+}
+
+impl std::error::Error for InstallError {}
+
+/// A compiled policy with everything its bindings need, ready for workers.
+pub(crate) struct Installed {
+    pub(crate) policy: CompiledPolicy,
+    /// Per binding id: the loaded plugin (with the binding's grant).
+    plugins: Vec<Arc<LoadedPlugin>>,
+    /// Per binding id: the metrics slot of its plugin.
+    slots: Vec<usize>,
+    /// Per binding id: the config, shared by the instances on every worker.
+    configs: Vec<Arc<[u8]>>,
+}
+
+/// The runtime: the installed policy, the loaded plugins, every worker's
+/// metrics. Cheap to clone; each worker gets its own [`GateRunner`].
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    version: AtomicU64,
+    installed: Mutex<Arc<Installed>>,
+    loaded: Mutex<HashMap<LoadKey, Arc<LoadedPlugin>>>,
+    slot_names: Mutex<Vec<String>>,
+    workers: Mutex<Vec<Arc<WorkerMetrics>>>,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct LoadKey {
+    name: String,
+    path: std::path::PathBuf,
+    pin: String,
+    capabilities: u64,
+    integrations: Vec<String>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+impl Runtime {
+    /// A runtime with an empty policy: every chain is empty.
+    pub fn new() -> Runtime {
+        let empty = Installed {
+            policy: CompiledPolicy::compile(PolicySpec::default())
+                .expect("the empty policy compiles"),
+            plugins: Vec::new(),
+            slots: Vec::new(),
+            configs: Vec::new(),
+        };
+        Runtime {
+            shared: Arc::new(Shared {
+                version: AtomicU64::new(0),
+                installed: Mutex::new(Arc::new(empty)),
+                loaded: Mutex::new(HashMap::new()),
+                slot_names: Mutex::new(Vec::new()),
+                workers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Compiles `spec`, loads every plugin its bindings name (each with the
+    /// binding's grant; a plugin already loaded with the same pin and grant
+    /// is reused), and swaps the result in. Workers adopt it before their
+    /// next frame. On error nothing changes.
+    ///
+    /// # Errors
+    /// [`InstallError`] naming the binding, plugin and reason.
+    pub fn install(
+        &self,
+        spec: PolicySpec,
+        registry: &[PluginSource],
+    ) -> Result<u64, InstallError> {
+        let version = spec.version;
+        let mut plugins = Vec::with_capacity(spec.bindings.len());
+        let mut slots = Vec::with_capacity(spec.bindings.len());
+        let mut configs = Vec::with_capacity(spec.bindings.len());
+        {
+            let mut loaded = self
+                .shared
+                .loaded
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut names = self
+                .shared
+                .slot_names
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (i, binding) in spec.bindings.iter().enumerate() {
+                let source = registry
+                    .iter()
+                    .find(|s| s.name == binding.plugin)
+                    .ok_or_else(|| InstallError::UnknownPlugin {
+                        binding: i,
+                        plugin: binding.plugin.clone(),
+                    })?;
+                let key = LoadKey {
+                    name: source.name.clone(),
+                    path: source.path.clone(),
+                    pin: source.pin.to_string(),
+                    capabilities: binding.grant.capabilities().bits(),
+                    integrations: binding.grant.integrations().to_vec(),
+                };
+                let plugin = match loaded.get(&key) {
+                    Some(p) => Arc::clone(p),
+                    None => {
+                        let p = LoadedPlugin::load(&PluginSpec {
+                            name: source.name.clone(),
+                            path: source.path.clone(),
+                            pin: source.pin,
+                            grant: binding.grant.clone(),
+                        })
+                        .map_err(|e| InstallError::Load(Box::new(e)))?;
+                        loaded.insert(key, Arc::clone(&p));
+                        p
+                    }
+                };
+                let slot = match names.iter().position(|n| *n == binding.plugin) {
+                    Some(s) => s,
+                    None if names.len() < MAX_PLUGINS => {
+                        names.push(binding.plugin.clone());
+                        names.len() - 1
+                    }
+                    None => return Err(InstallError::TooManyPlugins),
+                };
+                plugins.push(plugin);
+                slots.push(slot);
+                configs.push(Arc::from(binding.config.as_slice()));
+            }
+        }
+        let policy = CompiledPolicy::compile(spec).map_err(InstallError::Policy)?;
+        let installed = Arc::new(Installed {
+            policy,
+            plugins,
+            slots,
+            configs,
+        });
+        *self
+            .shared
+            .installed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = installed;
+        // Release pairs with the Acquire load in `GateRunner::refresh`.
+        self.shared.version.fetch_add(1, Ordering::Release);
+        Ok(version)
+    }
+
+    /// The version (control's) of the policy installed last.
+    pub fn policy_version(&self) -> u64 {
+        self.current().policy.version()
+    }
+
+    fn current(&self) -> Arc<Installed> {
+        Arc::clone(
+            &self
+                .shared
+                .installed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// A runner for worker `worker`, writing evidence to `sink`.
+    pub fn runner(&self, worker: u32, sink: Box<dyn RuntimeSink>) -> GateRunner {
+        let metrics = Arc::new(WorkerMetrics::new());
+        self.shared
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&metrics));
+        GateRunner {
+            runtime: self.clone(),
+            worker,
+            seen: u64::MAX,
+            installed: self.current(),
+            instances: Vec::new(),
+            out: GateOutput::new(),
+            scratch: Vec::new(),
+            chain: Vec::new(),
+            state: FrameState::default(),
+            views: Vec::new(),
+            sink,
+            metrics,
+        }
+    }
+
+    /// A counter summed over every worker, for `plugin` at `gate`.
+    pub fn counter(&self, plugin: &str, gate: Gate, counter: Counter) -> u64 {
+        let Some(slot) = self.slot(plugin) else {
+            return 0;
+        };
+        self.workers()
+            .iter()
+            .map(|w| w.get(slot, gate, counter))
+            .sum()
+    }
+
+    /// The latency histogram of `plugin` at `gate`, summed over workers.
+    pub fn latency(&self, plugin: &str, gate: Gate) -> Histogram {
+        let mut h = Histogram::default();
+        if let Some(slot) = self.slot(plugin) {
+            for w in self.workers() {
+                w.add_latency(slot, gate, &mut h);
+            }
+        }
+        h
+    }
+
+    /// The plugins that have metrics, by name.
+    pub fn plugins_with_metrics(&self) -> Vec<String> {
+        self.shared
+            .slot_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn slot(&self, plugin: &str) -> Option<usize> {
+        self.shared
+            .slot_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .position(|n| n == plugin)
+    }
+
+    fn workers(&self) -> Vec<Arc<WorkerMetrics>> {
+        self.shared
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("policy_version", &self.policy_version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a runner's evidence goes: the host's records (a plugin's own,
+/// denied calls, errors, unenforced verdicts) and the runtime's decision
+/// records, one per plugin call.
+pub trait RuntimeSink: EvidenceSink + Send {
+    /// One plugin's decision on one frame.
+    fn decision(&mut self, decision: &DecisionRecord<'_>);
+}
+
+/// What one plugin decided on one frame, for evidence.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionRecord<'a> {
+    /// The request.
+    pub request_id: u64,
+    /// The worker.
+    pub worker: u32,
+    /// The gate.
+    pub gate: Gate,
+    /// The plugin.
+    pub plugin: &'a str,
+    /// The binding id in the installed policy.
+    pub binding: u32,
+    /// The installed policy's version.
+    pub policy_version: u64,
+    /// What the plugin's call came to, after its failure mode.
+    pub outcome: CallOutcome<'a>,
+    /// The changes it made (names only, see [`Change`]).
+    pub changes: &'a [Change<'a>],
+    /// How long the call took.
+    pub duration: Duration,
+    /// The frame's scope.
+    pub scope: FrameKey<'a>,
+    /// The binding's failure mode.
+    pub failure_mode: FailureMode,
+}
+
+/// What a call came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome<'a> {
+    /// The frame goes on.
+    Continue,
+    /// The frame is blocked: the caller gets `status` and `reason`.
+    Block {
+        /// HTTP status.
+        status: u16,
+        /// User-visible reason.
+        reason: &'a str,
+        /// `true` when the plugin decided it; `false` when its failure mode
+        /// did (it failed or overran under enforce).
+        by_plugin: bool,
+    },
+    /// The frame waits for an integration's answer.
+    Pause,
+    /// The call failed or overran; its failure mode let the frame go on.
+    FailedOpen,
+    /// The call overran its budget (the failure mode decided as above).
+    Overran {
+        /// The budget.
+        budget: Duration,
+    },
+}
+
+/// One change a plugin made, by name: header and metadata names, body
+/// fields by JSON pointer, body ranges by position. Values are not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// A header set.
+    SetHeader(&'a [u8]),
+    /// A header removed.
+    RemoveHeader(&'a [u8]),
+    /// A metadata entry set.
+    SetMetadata(&'a str),
+    /// A body range replaced.
+    BodyRange {
+        /// Offset.
+        offset: u64,
+        /// Length replaced.
+        len: u64,
+    },
+    /// A body field replaced.
+    BodyField(&'a str),
+}
+
+/// A request as the gateway hands it to the request gate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestFrame<'a> {
+    /// The request's id, the same at every gate and in every record.
+    pub request_id: u64,
+    /// The caller's tenant.
+    pub tenant: Option<&'a str>,
+    /// The virtual key's id.
+    pub virtual_key: Option<&'a str>,
+    /// The environment.
+    pub environment: Option<&'a str>,
+    /// The model asked for.
+    pub model: Option<&'a str>,
+    /// The MCP server called.
+    pub mcp_server: Option<&'a str>,
+    /// The MCP tool called.
+    pub mcp_tool: Option<&'a str>,
+    /// Whether the caller asked for a streamed answer.
+    pub stream: bool,
+    /// The request headers.
+    pub headers: &'a [Header<'a>],
+    /// The request body.
+    pub body: &'a [u8],
+}
+
+impl<'a> RequestFrame<'a> {
+    fn key(&self) -> FrameKey<'a> {
+        FrameKey {
+            tenant: self.tenant,
+            virtual_key: self.virtual_key,
+            environment: self.environment,
+            model: self.model,
+            mcp_server: self.mcp_server,
+            mcp_tool: self.mcp_tool,
+        }
+    }
+}
+
+/// The gate's answer for a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'r> {
+    /// Go on, with the frame as the chain left it.
+    Continue,
+    /// Answer the caller with this status and reason; do not go upstream.
+    Block {
+        /// HTTP status.
+        status: u16,
+        /// User-visible reason (never the internal detail).
+        reason: &'r str,
+        /// The plugin that blocked.
+        plugin: &'r str,
+    },
+}
+
+/// What a gate made of a frame: the verdict and the frame as the chain
+/// left it. Borrows the runner (its arena) and the frame.
+pub struct Outcome<'r> {
+    /// The verdict.
+    pub verdict: Verdict<'r>,
+    state: &'r FrameState,
+    original_headers: &'r [Header<'r>],
+    original_body: &'r [u8],
+}
+
+impl<'r> Outcome<'r> {
+    /// The headers as the chain left them, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&'r [u8], &'r [u8])> + '_ {
+        self.state
+            .headers
+            .iter()
+            .map(|h| (self.resolve(h.0), self.resolve(h.1)))
+    }
+
+    /// The body as the chain left it (the original when nothing changed it).
+    pub fn body(&self) -> &'r [u8] {
+        self.resolve(self.state.body)
+    }
+
+    /// Whether any plugin changed the body.
+    pub fn body_changed(&self) -> bool {
+        !matches!(self.state.body, Bytes::Original)
+    }
+
+    /// Metadata entries the chain set, in order.
+    pub fn metadata(&self) -> impl Iterator<Item = (&'r str, &'r [u8])> + '_ {
+        self.state.metadata.iter().map(|(k, v)| {
+            let key = std::str::from_utf8(self.resolve(*k))
+                .expect("metadata keys are checked UTF-8 by the host");
+            (key, self.resolve(*v))
+        })
+    }
+
+    /// Whether the chain changed anything.
+    pub fn changed(&self) -> bool {
+        self.state.headers_changed || self.body_changed() || !self.state.metadata.is_empty()
+    }
+
+    fn resolve(&self, bytes: Bytes) -> &'r [u8] {
+        self.state
+            .resolve(bytes, self.original_headers, self.original_body)
+    }
+}
+
+impl fmt::Debug for Outcome<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outcome")
+            .field("verdict", &self.verdict)
+            .field("changed", &self.changed())
+            .finish()
+    }
+}
+
+/// Where bytes of the current frame live: in the caller's original frame or
+/// in the runner's arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Bytes {
+    /// The whole original body.
+    #[default]
+    Original,
+    /// The name (0) or value (1) of original header `i`.
+    OriginalHeader(u32, u8),
+    /// `len` bytes at `start` of the arena.
+    Arena { start: u32, len: u32 },
+}
+
+/// The frame as the chain has changed it so far.
+#[derive(Default)]
+struct FrameState {
+    arena: Vec<u8>,
+    headers: Vec<(Bytes, Bytes)>,
+    headers_changed: bool,
+    body: Bytes,
+    metadata: Vec<(Bytes, Bytes)>,
+    changes: Vec<ChangeRef>,
+    ranges: Vec<(u64, u64, Bytes)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ChangeRef {
+    SetHeader(Bytes),
+    RemoveHeader(Bytes),
+    SetMetadata(Bytes),
+    BodyRange(u64, u64),
+    BodyField(Bytes),
+}
+
+impl FrameState {
+    fn begin(&mut self, headers: &[Header<'_>]) {
+        self.arena.clear();
+        self.headers.clear();
+        self.headers.extend(
+            (0..headers.len() as u32)
+                .map(|i| (Bytes::OriginalHeader(i, 0), Bytes::OriginalHeader(i, 1))),
+        );
+        self.headers_changed = false;
+        self.body = Bytes::Original;
+        self.metadata.clear();
+    }
+
+    fn stash(&mut self, bytes: &[u8]) -> Bytes {
+        let start = self.arena.len() as u32;
+        self.arena.extend_from_slice(bytes);
+        Bytes::Arena {
+            start,
+            len: bytes.len() as u32,
+        }
+    }
+
+    fn resolve<'s>(&'s self, bytes: Bytes, headers: &'s [Header<'s>], body: &'s [u8]) -> &'s [u8] {
+        match bytes {
+            Bytes::Arena { start, len } => &self.arena[start as usize..(start + len) as usize],
+            original => resolve_original(original, headers, body),
+        }
+    }
+
+    /// Applies one call's transforms; records their names in `changes`.
+    fn apply(
+        &mut self,
+        out: &GateOutput,
+        headers: &[Header<'_>],
+        body: &[u8],
+    ) -> Result<(), ApplyError> {
+        self.changes.clear();
+        self.ranges.clear();
+        for t in out.transforms() {
+            match t {
+                Transform::SetHeader { name, value } => {
+                    let (n, v) = (self.stash(name), self.stash(value));
+                    self.remove_header(name, headers, body);
+                    self.headers.push((n, v));
+                    self.headers_changed = true;
+                    self.changes.push(ChangeRef::SetHeader(n));
+                }
+                Transform::RemoveHeader { name } => {
+                    let n = self.stash(name);
+                    self.remove_header(name, headers, body);
+                    self.headers_changed = true;
+                    self.changes.push(ChangeRef::RemoveHeader(n));
+                }
+                Transform::SetMetadata { key, value } => {
+                    let (k, v) = (self.stash(key.as_bytes()), self.stash(value));
+                    self.metadata.push((k, v));
+                    self.changes.push(ChangeRef::SetMetadata(k));
+                }
+                Transform::ReplaceBodyRange { offset, len, bytes } => {
+                    let b = self.stash(bytes);
+                    self.ranges.push((offset, len, b));
+                    self.changes.push(ChangeRef::BodyRange(offset, len));
+                }
+                Transform::ReplaceBodyField { pointer, .. } => {
+                    let p = self.stash(pointer.as_bytes());
+                    self.changes.push(ChangeRef::BodyField(p));
+                    return Err(ApplyError::BodyFieldUnsupported);
+                }
+            }
+        }
+        if !self.ranges.is_empty() {
+            self.rewrite_body(headers, body)?;
+        }
+        Ok(())
+    }
+
+    fn remove_header(&mut self, name: &[u8], headers: &[Header<'_>], body: &[u8]) {
+        let mut i = 0;
+        while i < self.headers.len() {
+            let current = self.headers[i].0;
+            if self
+                .resolve(current, headers, body)
+                .eq_ignore_ascii_case(name)
+            {
+                self.headers.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Copy-on-write: the body becomes the current body with the call's
+    /// ranges replaced (the host checked they lie inside and do not overlap).
+    fn rewrite_body(&mut self, headers: &[Header<'_>], body: &[u8]) -> Result<(), ApplyError> {
+        self.ranges.sort_unstable_by_key(|r| r.0);
+        let current = self.body;
+        let current_len = self.resolve(current, headers, body).len() as u64;
+        let start = self.arena.len();
+        let mut at = 0u64;
+        for i in 0..self.ranges.len() {
+            let (offset, len, bytes) = self.ranges[i];
+            if offset < at || offset + len > current_len {
+                return Err(ApplyError::RangeOutOfBody);
+            }
+            self.copy_within_body(current, at as usize..offset as usize, headers, body);
+            let Bytes::Arena { start, len: n } = bytes else {
+                unreachable!("replacements are stashed")
+            };
+            self.arena
+                .extend_from_within(start as usize..(start + n) as usize);
+            at = offset + len;
+        }
+        self.copy_within_body(current, at as usize..current_len as usize, headers, body);
+        self.body = Bytes::Arena {
+            start: start as u32,
+            len: (self.arena.len() - start) as u32,
+        };
+        Ok(())
+    }
+
+    fn copy_within_body(
+        &mut self,
+        current: Bytes,
+        range: std::ops::Range<usize>,
+        headers: &[Header<'_>],
+        body: &[u8],
+    ) {
+        match current {
+            Bytes::Arena { start, .. } => {
+                let from = start as usize + range.start..start as usize + range.end;
+                self.arena.extend_from_within(from);
+            }
+            original => self
+                .arena
+                .extend_from_slice(&resolve_original(original, headers, body)[range]),
+        }
+    }
+}
+
+/// Bytes of the caller's frame (not the arena).
+fn resolve_original<'b>(bytes: Bytes, headers: &'b [Header<'b>], body: &'b [u8]) -> &'b [u8] {
+    match bytes {
+        Bytes::Original => body,
+        Bytes::OriginalHeader(i, 0) => headers[i as usize].name(),
+        Bytes::OriginalHeader(i, _) => headers[i as usize].value(),
+        Bytes::Arena { .. } => unreachable!("arena bytes are resolved through the state"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApplyError {
+    BodyFieldUnsupported,
+    RangeOutOfBody,
+}
+
+/// One worker's runner. See the module docs.
+pub struct GateRunner {
+    runtime: Runtime,
+    worker: u32,
+    seen: u64,
+    installed: Arc<Installed>,
+    /// Per binding id of `installed`: the instance, or why it has none.
+    instances: Vec<Result<PluginInstance, InitError>>,
+    out: GateOutput,
+    scratch: Vec<u64>,
+    chain: Vec<u32>,
+    state: FrameState,
+    /// Recycled storage for the header views handed to plugins.
+    views: Vec<HeaderSlot>,
+    sink: Box<dyn RuntimeSink>,
+    metrics: Arc<WorkerMetrics>,
+}
+
+/// Storage with the layout of a [`Header`], so a cleared `Vec<Header<'a>>`
+/// can be turned back into one without allocating (see `recycle`).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct HeaderSlot([usize; 4]);
+
+const _: () = assert!(std::mem::size_of::<HeaderSlot>() == std::mem::size_of::<Header<'static>>());
+const _: () =
+    assert!(std::mem::align_of::<HeaderSlot>() == std::mem::align_of::<Header<'static>>());
+
+/// Turns an empty vector of one element type into an empty vector of another
+/// of the same size and alignment, keeping its allocation (the standard
+/// library's in-place collect; the zero-allocation test guards it).
+fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}
+
+impl GateRunner {
+    /// The worker this runner serves.
+    pub fn worker(&self) -> u32 {
+        self.worker
+    }
+
+    /// The version of the policy this runner runs.
+    pub fn policy_version(&self) -> u64 {
+        self.installed.policy.version()
+    }
+
+    /// Adopts a newly installed policy, if any (step 1 of the module docs).
+    /// Called before every frame; costs one atomic load when nothing changed.
+    pub fn refresh(&mut self) {
+        // Acquire pairs with the Release increment in `Runtime::install`.
+        let version = self.runtime.shared.version.load(Ordering::Acquire);
+        if version == self.seen {
+            return;
+        }
+        self.seen = version;
+        let next = self.runtime.current();
+        let mut old: Vec<Option<(usize, Result<PluginInstance, InitError>)>> =
+            std::mem::take(&mut self.instances)
+                .into_iter()
+                .enumerate()
+                .map(Some)
+                .collect();
+        let mut instances = Vec::with_capacity(next.plugins.len());
+        for (id, binding) in next.policy.bindings().iter().enumerate() {
+            // Keep an instance whose plugin, config and failure mode are the
+            // same as before.
+            let reuse = old.iter_mut().find_map(|slot| {
+                let (old_id, inst) = slot.as_ref()?;
+                let same = Arc::ptr_eq(&self.installed.plugins[*old_id], &next.plugins[id])
+                    && self.installed.configs[*old_id] == next.configs[id]
+                    && self.installed.policy.bindings()[*old_id].failure_mode
+                        == binding.failure_mode
+                    && inst.is_ok();
+                if same {
+                    slot.take().map(|(_, inst)| inst)
+                } else {
+                    None
+                }
+            });
+            let instance = match reuse {
+                Some(inst) => inst,
+                None => next.plugins[id].instantiate(
+                    Binding::new(
+                        self.worker,
+                        Arc::clone(&next.configs[id]),
+                        binding.failure_mode,
+                    ),
+                    &mut *self.sink,
+                ),
+            };
+            instances.push(instance);
+        }
+        drop(old); // destroys the instances of bindings that went away
+        self.instances = instances;
+        self.scratch.resize(next.policy.words(), 0);
+        self.chain.reserve(next.policy.bindings().len());
+        self.installed = next;
+    }
+
+    /// Runs the request gate over `frame`.
+    pub fn request<'r>(&'r mut self, frame: &'r RequestFrame<'r>) -> Outcome<'r> {
+        self.refresh();
+        self.state.begin(frame.headers);
+        let key = frame.key();
+        let installed = Arc::clone(&self.installed);
+        self.chain.clear();
+        self.chain.extend(
+            installed
+                .policy
+                .chain(Gate::Request, &key, &mut self.scratch),
+        );
+        let mut verdict = VerdictRef::Continue;
+        for i in 0..self.chain.len() {
+            let id = self.chain[i];
+            let site = Site {
+                installed: &installed,
+                id,
+                gate: Gate::Request,
+                frame,
+                key,
+            };
+            if let Some(block) = self.call(&site) {
+                verdict = block;
+                break;
+            }
+        }
+        let verdict = match verdict {
+            VerdictRef::Continue => Verdict::Continue,
+            VerdictRef::Block {
+                status,
+                reason,
+                binding,
+            } => Verdict::Block {
+                status,
+                reason: std::str::from_utf8(self.state.resolve(reason, frame.headers, frame.body))
+                    .expect("block reasons are checked UTF-8 by the host"),
+                plugin: installed_plugin_name(&self.installed, binding),
+            },
+        };
+        Outcome {
+            verdict,
+            state: &self.state,
+            original_headers: frame.headers,
+            original_body: frame.body,
+        }
+    }
+
+    /// Calls the binding of `site` on the current frame state; `Some` when
+    /// it blocks.
+    fn call(&mut self, site: &Site<'_>) -> Option<VerdictRef> {
+        let (frame, gate) = (site.frame, site.gate);
+        let binding: &BindingSpec = &site.installed.policy.bindings()[site.id as usize];
+        let slot = site.installed.slots[site.id as usize];
+        let instance = match &mut self.instances[site.id as usize] {
+            Ok(instance) => instance,
+            Err(_) => {
+                // Its init failed on this worker (recorded then): the
+                // failure mode decides, as for a failed call.
+                self.metrics.add(slot, gate, Counter::Errors, 1);
+                return self.fail(site, Duration::ZERO, None);
+            }
+        };
+        // The frame as the plugins before this one left it.
+        let mut views: Vec<Header<'_>> = recycle(std::mem::take(&mut self.views));
+        views.extend(self.state.headers.iter().map(|&(n, v)| {
+            Header::new(
+                self.state.resolve(n, frame.headers, frame.body),
+                self.state.resolve(v, frame.headers, frame.body),
+            )
+        }));
+        let mut view = view::Frame::new(gate, frame.request_id);
+        view.identity = Some(view::Identity {
+            tenant: frame.tenant.unwrap_or("").as_bytes(),
+            virtual_key_id: frame.virtual_key.unwrap_or("").as_bytes(),
+            environment: frame.environment.unwrap_or("").as_bytes(),
+        });
+        view.target = match (frame.model, frame.mcp_server) {
+            (Some(model), _) => view::Target::model(model.as_bytes()),
+            (None, Some(server)) => {
+                view::Target::mcp(server.as_bytes(), frame.mcp_tool.unwrap_or("").as_bytes())
+            }
+            (None, None) => view::Target::default(),
+        };
+        view.index.stream = frame.stream;
+        view.request = view::Request {
+            headers: &views,
+            body: self
+                .state
+                .resolve(self.state.body, frame.headers, frame.body),
+        };
+
+        let started = Instant::now();
+        let decision = instance.call_gate(&view, &mut self.out, &mut *self.sink);
+        let duration = started.elapsed();
+        self.views = recycle(views);
+
+        self.metrics.add(slot, gate, Counter::Calls, 1);
+        self.metrics.record(slot, gate, duration);
+        self.metrics
+            .add(slot, gate, Counter::Denied, u64::from(self.out.denials()));
+        if self.out.error().is_some() {
+            self.metrics.add(slot, gate, Counter::Errors, 1);
+        }
+        if duration > binding.time_budget {
+            self.metrics.add(slot, gate, Counter::Timeouts, 1);
+            return self.fail(site, duration, Some(binding.time_budget));
+        }
+        match decision {
+            Decision::Continue => {
+                if self
+                    .state
+                    .apply(&self.out, frame.headers, frame.body)
+                    .is_err()
+                {
+                    // A change the runtime cannot make is the plugin's
+                    // failure: its failure mode decides.
+                    self.metrics.add(slot, gate, Counter::Errors, 1);
+                    return self.fail(site, duration, None);
+                }
+                let n = self.out.transforms().len() as u64;
+                self.metrics.add(slot, gate, Counter::Continues, 1);
+                self.metrics.add(slot, gate, Counter::Transforms, n);
+                self.decide(site, Outcome_::Continue, true, duration);
+                None
+            }
+            Decision::Block => {
+                let block = self
+                    .out
+                    .block()
+                    .expect("a block decision carries its block");
+                let (status, by_plugin) = (block.status, block.by_plugin);
+                let reason = self.state.stash(block.reason.as_bytes());
+                self.metrics.add(slot, gate, Counter::Blocks, 1);
+                let outcome = Outcome_::Block {
+                    status,
+                    reason: Reason::Arena(reason),
+                    by_plugin,
+                };
+                self.decide(site, outcome, false, duration);
+                Some(VerdictRef::Block {
+                    status,
+                    reason,
+                    binding: site.id,
+                })
+            }
+            Decision::Pause => {
+                // Pauses are resumed by the paused-frame table, which comes
+                // with the integration transport; until then a pause is
+                // handled as a failure of the call.
+                self.metrics.add(slot, gate, Counter::Pauses, 1);
+                self.fail(site, duration, None)
+            }
+        }
+    }
+
+    /// A call failed (or overran): its transforms are dropped and its
+    /// failure mode decides.
+    fn fail(
+        &mut self,
+        site: &Site<'_>,
+        duration: Duration,
+        overran: Option<Duration>,
+    ) -> Option<VerdictRef> {
+        let binding = &site.installed.policy.bindings()[site.id as usize];
+        let slot = site.installed.slots[site.id as usize];
+        let blocks = binding.failure_mode == FailureMode::Enforce;
+        let outcome = match (overran, blocks) {
+            (Some(budget), _) => Outcome_::Overran { budget },
+            (None, true) => Outcome_::Block {
+                status: FAIL_CLOSED_STATUS,
+                reason: Reason::Static(FAIL_CLOSED_REASON),
+                by_plugin: false,
+            },
+            (None, false) => Outcome_::FailedOpen,
+        };
+        self.decide(site, outcome, false, duration);
+        if blocks {
+            self.metrics.add(slot, site.gate, Counter::Blocks, 1);
+            let reason = self.state.stash(FAIL_CLOSED_REASON.as_bytes());
+            Some(VerdictRef::Block {
+                status: FAIL_CLOSED_STATUS,
+                reason,
+                binding: site.id,
+            })
+        } else {
+            self.metrics.add(slot, site.gate, Counter::Continues, 1);
+            None
+        }
+    }
+
+    /// Leaves the decision record of one call: its outcome, and with
+    /// `with_changes` the names of the changes it made.
+    fn decide(
+        &mut self,
+        site: &Site<'_>,
+        outcome: Outcome_,
+        with_changes: bool,
+        duration: Duration,
+    ) {
+        let binding = &site.installed.policy.bindings()[site.id as usize];
+        let frame = site.frame;
+        let state = &self.state;
+        let resolve = |b: Bytes| state.resolve(b, frame.headers, frame.body);
+        let text = |b: Bytes| std::str::from_utf8(resolve(b)).unwrap_or("");
+        let outcome = match outcome {
+            Outcome_::Continue => CallOutcome::Continue,
+            Outcome_::Block {
+                status,
+                reason,
+                by_plugin,
+            } => CallOutcome::Block {
+                status,
+                reason: match reason {
+                    Reason::Static(r) => r,
+                    Reason::Arena(b) => text(b),
+                },
+                by_plugin,
+            },
+            Outcome_::FailedOpen => CallOutcome::FailedOpen,
+            Outcome_::Overran { budget } => CallOutcome::Overran { budget },
+        };
+        // At most a handful of changes per call: a fixed array, no heap.
+        let mut changes = [Change::BodyRange { offset: 0, len: 0 }; 16];
+        let mut n = 0;
+        if with_changes {
+            for c in state.changes.iter().take(changes.len()) {
+                changes[n] = match *c {
+                    ChangeRef::SetHeader(b) => Change::SetHeader(resolve(b)),
+                    ChangeRef::RemoveHeader(b) => Change::RemoveHeader(resolve(b)),
+                    ChangeRef::SetMetadata(b) => Change::SetMetadata(text(b)),
+                    ChangeRef::BodyRange(offset, len) => Change::BodyRange { offset, len },
+                    ChangeRef::BodyField(b) => Change::BodyField(text(b)),
+                };
+                n += 1;
+            }
+        }
+        self.sink.decision(&DecisionRecord {
+            request_id: frame.request_id,
+            worker: self.worker,
+            gate: site.gate,
+            plugin: &binding.plugin,
+            binding: site.id,
+            policy_version: site.installed.policy.version(),
+            outcome,
+            changes: &changes[..n],
+            duration,
+            scope: site.key,
+            failure_mode: binding.failure_mode,
+        });
+    }
+}
+
+/// One call of one binding on one frame.
+struct Site<'a> {
+    installed: &'a Installed,
+    id: u32,
+    gate: Gate,
+    frame: &'a RequestFrame<'a>,
+    key: FrameKey<'a>,
+}
+
+/// A call's outcome before its reason is resolved (see `decide`).
+#[derive(Clone, Copy)]
+enum Outcome_ {
+    Continue,
+    Block {
+        status: u16,
+        reason: Reason,
+        by_plugin: bool,
+    },
+    FailedOpen,
+    Overran {
+        budget: Duration,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum Reason {
+    Static(&'static str),
+    Arena(Bytes),
+}
+
+fn installed_plugin_name(installed: &Installed, binding: u32) -> &str {
+    &installed.policy.bindings()[binding as usize].plugin
+}
+
+#[derive(Debug, Clone, Copy)]
+enum VerdictRef {
+    Continue,
+    Block {
+        status: u16,
+        reason: Bytes,
+        binding: u32,
+    },
+}
+
+impl fmt::Debug for GateRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GateRunner")
+            .field("worker", &self.worker)
+            .field("policy_version", &self.policy_version())
+            .finish()
+    }
+}

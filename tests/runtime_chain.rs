@@ -1,0 +1,458 @@
+//! The request gate through real plugins: chain order, transforms seen by
+//! later plugins, blocks ending the chain, budgets, failure modes, denied
+//! host calls, copy-on-write bodies, and policy swaps under load.
+
+mod plugin_support;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use odock_dataplane::plugin::{Evidence, EvidenceRecord, EvidenceSink, FailureMode, Grant, Pin};
+use odock_dataplane::runtime::policy::{BindingSpec, PolicySpec, Scope};
+use odock_dataplane::runtime::{
+    CallOutcome, Change, Counter, DecisionRecord, PluginSource, RequestFrame, Runtime, RuntimeSink,
+    Verdict,
+};
+use odock_plugin_abi::view::Header;
+use odock_plugin_abi::{Capabilities, Gate};
+
+/// A probe plugin named `name` (built once per name).
+fn probe(name: &str) -> PluginSource {
+    let define = format!("\"{name}\"");
+    let path: PathBuf = plugin_support::c_plugin(
+        &format!("probe_{}", name.replace('-', "_")),
+        "tests/plugin_sources/probe.c",
+        &[("PLUGIN_NAME", &define)],
+    );
+    PluginSource {
+        name: name.into(),
+        pin: Pin::of_file(&path).unwrap(),
+        path,
+    }
+}
+
+fn bind(plugin: &str, priority: i32, config: &str) -> BindingSpec {
+    BindingSpec {
+        plugin: plugin.into(),
+        scope: Scope::default(),
+        enabled: true,
+        priority: [Some(priority), None, None],
+        grant: Grant::new(Capabilities::ALL.without(Capabilities::of(&[
+            odock_plugin_abi::Capability::CallIntegration,
+            odock_plugin_abi::Capability::QueueFollowup,
+            odock_plugin_abi::Capability::ReadResponseBody,
+            odock_plugin_abi::Capability::WriteResponseBody,
+        ]))),
+        config: config.as_bytes().to_vec(),
+        failure_mode: FailureMode::Enforce,
+        time_budget: Duration::from_secs(5),
+    }
+}
+
+/// What a runner recorded, shared with the test.
+#[derive(Default, Clone)]
+struct Recorded {
+    decisions: Arc<Mutex<Vec<(String, String)>>>,
+    host: Arc<Mutex<Vec<String>>>,
+}
+
+struct TestSink(Recorded);
+
+impl EvidenceSink for TestSink {
+    fn record(&mut self, evidence: &Evidence<'_>) {
+        self.0
+            .host
+            .lock()
+            .unwrap()
+            .push(format!("{}:{}", evidence.plugin, evidence.record.kind()));
+        if let EvidenceRecord::CapabilityDenied { .. } = evidence.record {}
+    }
+}
+
+impl RuntimeSink for TestSink {
+    fn decision(&mut self, d: &DecisionRecord<'_>) {
+        let outcome = match d.outcome {
+            CallOutcome::Continue => "continue".to_string(),
+            CallOutcome::Block {
+                status, by_plugin, ..
+            } => format!("block {status} by_plugin={by_plugin}"),
+            CallOutcome::Pause => "pause".into(),
+            CallOutcome::FailedOpen => "failed_open".into(),
+            CallOutcome::Overran { .. } => "overran".into(),
+        };
+        let changes: Vec<String> = d
+            .changes
+            .iter()
+            .map(|c| match c {
+                Change::SetHeader(n) => format!("set {}", String::from_utf8_lossy(n)),
+                Change::RemoveHeader(n) => format!("remove {}", String::from_utf8_lossy(n)),
+                Change::SetMetadata(k) => format!("meta {k}"),
+                Change::BodyRange { offset, len } => format!("body {offset}+{len}"),
+                Change::BodyField(p) => format!("field {p}"),
+            })
+            .collect();
+        self.0.decisions.lock().unwrap().push((
+            d.plugin.to_string(),
+            format!("{outcome} [{}]", changes.join(",")),
+        ));
+    }
+}
+
+fn runtime_with(
+    bindings: Vec<BindingSpec>,
+    plugins: &[PluginSource],
+) -> (Runtime, odock_dataplane::runtime::GateRunner, Recorded) {
+    let runtime = Runtime::new();
+    runtime
+        .install(
+            PolicySpec {
+                version: 1,
+                bindings,
+            },
+            plugins,
+        )
+        .unwrap();
+    let recorded = Recorded::default();
+    let runner = runtime.runner(0, Box::new(TestSink(recorded.clone())));
+    (runtime, runner, recorded)
+}
+
+fn frame<'a>(headers: &'a [Header<'a>], body: &'a [u8]) -> RequestFrame<'a> {
+    RequestFrame {
+        request_id: 42,
+        tenant: Some("acme"),
+        environment: Some("prod"),
+        model: Some("gpt-4o"),
+        headers,
+        body,
+        ..RequestFrame::default()
+    }
+}
+
+fn header_map(outcome: &odock_dataplane::runtime::Outcome<'_>) -> Vec<(String, String)> {
+    outcome
+        .headers()
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn later_plugins_see_what_earlier_ones_changed() {
+    let (a, b) = (probe("probe-a"), probe("probe-b"));
+    let (_rt, mut runner, recorded) = runtime_with(
+        vec![
+            bind("probe-b", 2, "echo:x-trace;echo:x-drop"),
+            bind("probe-a", 1, "header:x-trace=abc"),
+        ],
+        &[a, b],
+    );
+    let headers = [
+        Header::new(b"x-drop", b"gone?"),
+        Header::new(b"content-type", b"application/json"),
+    ];
+    let f = frame(&headers, b"{}");
+    let out = runner.request(&f);
+    assert_eq!(out.verdict, Verdict::Continue);
+    let h = header_map(&out);
+    assert!(h.contains(&("x-trace".into(), "abc".into())), "{h:?}");
+    // probe-b ran second and saw probe-a's header, and the original one.
+    assert!(h.contains(&("x-saw-x-trace".into(), "abc".into())), "{h:?}");
+    assert!(
+        h.contains(&("x-saw-x-drop".into(), "gone?".into())),
+        "{h:?}"
+    );
+    assert!(out.changed() && !out.body_changed());
+    let d = recorded.decisions.lock().unwrap().clone();
+    assert_eq!(
+        d,
+        vec![
+            ("probe-a".to_string(), "continue [set x-trace]".to_string()),
+            (
+                "probe-b".to_string(),
+                "continue [set x-saw-x-trace,set x-saw-x-drop]".to_string()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_block_ends_the_chain_and_keeps_the_detail_out() {
+    let (a, b) = (probe("probe-a"), probe("probe-b"));
+    let (rt, mut runner, recorded) = runtime_with(
+        vec![
+            bind("probe-a", 1, "block:403:model not allowed"),
+            bind("probe-b", 2, "header:x-late=1"),
+        ],
+        &[a, b],
+    );
+    let f = frame(&[], b"{}");
+    let out = runner.request(&f);
+    assert_eq!(
+        out.verdict,
+        Verdict::Block {
+            status: 403,
+            reason: "model not allowed",
+            plugin: "probe-a"
+        }
+    );
+    assert!(header_map(&out).is_empty(), "probe-b must not have run");
+    assert_eq!(rt.counter("probe-b", Gate::Request, Counter::Calls), 0);
+    assert_eq!(rt.counter("probe-a", Gate::Request, Counter::Blocks), 1);
+    assert_eq!(recorded.decisions.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn an_overrun_is_handled_by_the_failure_mode() {
+    let p = probe("probe-a");
+    for (mode, want) in [
+        (
+            FailureMode::Enforce,
+            Verdict::Block {
+                status: 503,
+                reason: odock_dataplane::plugin::FAIL_CLOSED_REASON,
+                plugin: "probe-a",
+            },
+        ),
+        (FailureMode::EnforceIgnoreError, Verdict::Continue),
+        (FailureMode::Permissive, Verdict::Continue),
+    ] {
+        let mut slow = bind("probe-a", 1, "header:x-slow=1;sleep:30");
+        slow.time_budget = Duration::from_millis(5);
+        slow.failure_mode = mode;
+        let (rt, mut runner, recorded) = runtime_with(vec![slow], std::slice::from_ref(&p));
+        let f = frame(&[], b"{}");
+        let out = runner.request(&f);
+        assert_eq!(out.verdict, want, "{mode}");
+        // The overrunning call's transforms are dropped.
+        assert!(header_map(&out).is_empty(), "{mode}");
+        assert_eq!(
+            rt.counter("probe-a", Gate::Request, Counter::Timeouts),
+            1,
+            "{mode}"
+        );
+        assert_eq!(
+            recorded.decisions.lock().unwrap()[0].1,
+            "overran []",
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn a_host_call_without_its_grant_is_denied_with_evidence() {
+    let p = probe("probe-a");
+    let (rt, mut runner, recorded) =
+        runtime_with(vec![bind("probe-a", 1, "deny;header:x-after=1")], &[p]);
+    let f = frame(&[], b"{}");
+    let out = runner.request(&f);
+    // The plugin saw DENIED and carried on; the worker did too.
+    assert_eq!(out.verdict, Verdict::Continue);
+    assert!(header_map(&out).contains(&("x-after".into(), "1".into())));
+    assert!(
+        recorded
+            .host
+            .lock()
+            .unwrap()
+            .contains(&"probe-a:capability_denied".to_string())
+    );
+    assert_eq!(rt.counter("probe-a", Gate::Request, Counter::Denied), 1);
+}
+
+#[test]
+fn failures_and_failed_inits_follow_the_failure_mode() {
+    let (a, b) = (probe("probe-a"), probe("probe-b"));
+    for (config, mode, want_block) in [
+        ("fail", FailureMode::Enforce, true),
+        ("fail", FailureMode::EnforceIgnoreError, false),
+        ("fail", FailureMode::Permissive, false),
+        ("fail-init", FailureMode::Enforce, true),
+        ("fail-init", FailureMode::EnforceIgnoreError, false),
+    ] {
+        let mut failing = bind("probe-a", 1, config);
+        failing.failure_mode = mode;
+        let (rt, mut runner, _) = runtime_with(
+            vec![failing, bind("probe-b", 2, "header:x-b=1")],
+            &[a.clone(), b.clone()],
+        );
+        let f = frame(&[], b"{}");
+        let out = runner.request(&f);
+        assert_eq!(
+            matches!(out.verdict, Verdict::Block { status: 503, .. }),
+            want_block,
+            "{config} {mode}"
+        );
+        assert_eq!(
+            header_map(&out).len(),
+            usize::from(!want_block),
+            "{config} {mode}: probe-b runs when open"
+        );
+        assert_eq!(
+            rt.counter("probe-a", Gate::Request, Counter::Errors),
+            1,
+            "{config} {mode}"
+        );
+    }
+}
+
+#[test]
+fn body_changes_are_copy_on_write_and_seen_downstream() {
+    let (a, b) = (probe("probe-a"), probe("probe-b"));
+    let (_rt, mut runner, recorded) = runtime_with(
+        vec![
+            bind("probe-a", 1, "redact:secret"),
+            bind("probe-b", 2, "redact:key"),
+        ],
+        &[a, b],
+    );
+    let body = br#"{"messages":[{"role":"user","content":"my secret key is secret"}]}"#;
+    let f = frame(&[], body);
+    let out = runner.request(&f);
+    assert_eq!(
+        std::str::from_utf8(out.body()).unwrap(),
+        r#"{"messages":[{"role":"user","content":"my ****** *** is ******"}]}"#
+    );
+    assert!(out.body_changed());
+    // The original bytes are untouched.
+    assert!(std::str::from_utf8(body).unwrap().contains("my secret key"));
+    let d = recorded.decisions.lock().unwrap().clone();
+    assert_eq!(d[0].1, "continue [body 42+6,body 56+6]");
+    assert_eq!(d[1].1, "continue [body 49+3]");
+}
+
+#[test]
+fn scopes_pick_the_chain() {
+    let (a, b) = (probe("probe-a"), probe("probe-b"));
+    let mut only_globex = bind("probe-b", 2, "header:x-globex=1");
+    only_globex.scope.tenant = Some("globex".into());
+    let (_rt, mut runner, _) = runtime_with(
+        vec![bind("probe-a", 1, "header:x-all=1"), only_globex],
+        &[a, b],
+    );
+    let acme = frame(&[], b"{}");
+    assert_eq!(
+        header_map(&runner.request(&acme)),
+        vec![("x-all".to_string(), "1".to_string())]
+    );
+    let globex = RequestFrame {
+        tenant: Some("globex"),
+        ..frame(&[], b"{}")
+    };
+    assert_eq!(header_map(&runner.request(&globex)).len(), 2);
+}
+
+/// A policy swap while a worker runs frames: every frame sees one whole
+/// policy (both plugins' headers carry the same version), and the worker
+/// ends up on the last one.
+#[test]
+fn a_policy_swap_under_load_never_mixes_policies() {
+    let (a, b) = (probe("probe-a"), probe("probe-b"));
+    let plugins = [a, b];
+    let policy = |v: u64| PolicySpec {
+        version: v,
+        bindings: vec![
+            bind("probe-a", 1, &format!("header:x-a={v}")),
+            bind("probe-b", 2, &format!("header:x-b={v}")),
+        ],
+    };
+    let runtime = Runtime::new();
+    runtime.install(policy(1), &plugins).unwrap();
+    let worker_rt = runtime.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_w = Arc::clone(&stop);
+    let worker = std::thread::spawn(move || {
+        let mut runner = worker_rt.runner(0, Box::new(TestSink(Recorded::default())));
+        let mut seen = std::collections::BTreeSet::new();
+        let mut frames = 0u64;
+        while !stop_w.load(std::sync::atomic::Ordering::Relaxed) || frames < 1000 {
+            let f = frame(&[], b"{}");
+            let out = runner.request(&f);
+            let h = header_map(&out);
+            assert_eq!(h.len(), 2, "{h:?}");
+            assert_eq!(h[0].1, h[1].1, "a frame saw two policies: {h:?}");
+            seen.insert(h[0].1.clone());
+            frames += 1;
+        }
+        (seen, runner.policy_version())
+    });
+    for v in 2..=50 {
+        runtime.install(policy(v), &plugins).unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (seen, last) = worker.join().unwrap();
+    assert!(seen.len() > 1, "the worker never saw a swap: {seen:?}");
+    assert_eq!(last, 50);
+}
+
+#[test]
+fn installing_a_bad_policy_changes_nothing() {
+    let a = probe("probe-a");
+    let runtime = Runtime::new();
+    runtime
+        .install(
+            PolicySpec {
+                version: 3,
+                bindings: vec![bind("probe-a", 1, "header:x=1")],
+            },
+            std::slice::from_ref(&a),
+        )
+        .unwrap();
+    let err = runtime
+        .install(
+            PolicySpec {
+                version: 4,
+                bindings: vec![bind("missing", 1, "")],
+            },
+            std::slice::from_ref(&a),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("\"missing\""), "{err}");
+    let wrong_pin = PluginSource {
+        pin: Pin::of_bytes(b"something else"),
+        ..a.clone()
+    };
+    let err = runtime
+        .install(
+            PolicySpec {
+                version: 5,
+                bindings: vec![bind("probe-a", 1, "")],
+            },
+            &[wrong_pin],
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("SHA-256"), "{err}");
+    assert_eq!(runtime.policy_version(), 3);
+}
+
+/// Regression: the loader dlopens each plugin from a sealed memfd through
+/// `/proc/self/fd/N`, and glibc finds loaded objects by that name. When the
+/// memfd was closed after loading, the next plugin could get the same N and
+/// dlopen returned the first plugin's handle.
+#[test]
+fn plugins_loaded_one_after_another_stay_distinct() {
+    use odock_dataplane::plugin::{LoadedPlugin, PluginSpec};
+    let grant = bind("x", 0, "").grant;
+    let names = ["probe-a", "probe-b", "probe-c"];
+    let loaded: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let s = probe(n);
+            LoadedPlugin::load(&PluginSpec {
+                name: s.name,
+                path: s.path,
+                pin: s.pin,
+                grant: grant.clone(),
+            })
+            .unwrap()
+        })
+        .collect();
+    for (plugin, name) in loaded.iter().zip(names) {
+        assert_eq!(plugin.name(), name);
+    }
+}
