@@ -56,6 +56,10 @@ fn round_trip_workloads_complete() {
         2_000
     );
     assert_eq!(
+        work::round_trip_futex(500, cpus).expect("futex").count(),
+        500
+    );
+    assert_eq!(
         work::round_trip_socketpair(500, cpus)
             .expect("socket pair")
             .count(),

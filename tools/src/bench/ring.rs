@@ -515,6 +515,75 @@ pub fn round_trip_atomics(timed: usize, cpus: Cpus) -> BenchResult<Latency> {
     })
 }
 
+/// The floor of a sleeping handoff: the client writes `i` into a word and
+/// futex-wakes the server, which was asleep on it; the server answers the
+/// same way through a second word. Both always sleep when they have nothing,
+/// so each round trip pays two futex wake-ups of a sleeping thread: what
+/// any transport whose consumer sleeps pays at least.
+///
+/// # Errors
+/// When a side cannot be pinned or stalls.
+pub fn round_trip_futex(timed: usize, cpus: Cpus) -> BenchResult<Latency> {
+    use rustix::thread::futex;
+    use std::sync::atomic::AtomicU32;
+
+    fn sleep_until(word: &AtomicU32, want: u32, abort: &Abort) -> BenchResult<()> {
+        let limit = Instant::now();
+        loop {
+            let now = word.load(Ordering::Acquire);
+            if now == want {
+                return Ok(());
+            }
+            let tick = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
+            // EAGAIN (the word moved), EINTR and ETIMEDOUT all mean: look again.
+            let _ = futex::wait(word, futex::Flags::PRIVATE, now, Some(&tick));
+            if abort.raised() || limit.elapsed() > super::STALL_LIMIT {
+                abort.raise();
+                return Err(BenchError("futex round trip stalled".into()));
+            }
+        }
+    }
+
+    let ping = CachePadded::new(AtomicU32::new(0));
+    let pong = CachePadded::new(AtomicU32::new(0));
+    let trips = Trips {
+        warmup: WARMUP_TRIPS.min(timed),
+        timed,
+    };
+    let abort = Abort::default();
+    let (ping, pong, trips, abort) = (&ping, &pong, &trips, &abort);
+    thread::scope(|s| {
+        let server = s.spawn(move || {
+            pin_to_cpu(cpus.b).inspect_err(|_| abort.raise())?;
+            for i in 1..=trips.total() as u32 {
+                sleep_until(ping, i, abort)?;
+                // Release pairs with the client's Acquire load in sleep_until.
+                pong.store(i, Ordering::Release);
+                futex::wake(pong, futex::Flags::PRIVATE, 1)?;
+            }
+            Ok(())
+        });
+        let client = s.spawn(move || {
+            pin_to_cpu(cpus.a).inspect_err(|_| abort.raise())?;
+            time_trips(trips, |i| {
+                let i = i as u32 + 1;
+                // Release pairs with the server's Acquire load in sleep_until.
+                ping.store(i, Ordering::Release);
+                futex::wake(ping, futex::Flags::PRIVATE, 1)?;
+                sleep_until(pong, i, abort)
+            })
+            .inspect_err(|_| abort.raise())
+        });
+        let served = join(server, "server");
+        let latency = join(client, "client")?;
+        served?;
+        Ok(latency)
+    })
+}
+
 fn seqpacket_pair() -> BenchResult<(OwnedFd, OwnedFd)> {
     Ok(rustix::net::socketpair(
         AddressFamily::UNIX,

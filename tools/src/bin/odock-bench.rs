@@ -479,6 +479,7 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
     if wanted("round_trip") {
         let since = CpuSample::now();
         let (mut busy, mut sleep, mut floor, mut sock) = (vec![], vec![], vec![], vec![]);
+        let mut futex = vec![];
         for _ in 0..scale.runs {
             busy.push(work::round_trip_ring(scale.trips, cpus, Waiting::Spin)?);
             floor.push(work::round_trip_atomics(scale.trips, cpus)?);
@@ -488,6 +489,7 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
                 cpus,
                 Waiting::Sleep,
             )?);
+            futex.push(work::round_trip_futex(scale.slow_trips, cpus)?);
         }
         let where_ = format!("client cpu {}, server cpu {}", cpus.a, cpus.b);
         let row = Row::latency("round_trip_busy", &busy, "atomic_ping_pong", &floor).load(since);
@@ -500,9 +502,14 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
         let met = row.latency_ratio.is_some_and(|l| l <= 1.0 / 2.0);
         out.row(
             &row.target(">= 2x faster p50", met)
-                .cpus(where_)
+                .cpus(where_.clone())
                 .note("both sides sleep when idle: ring in Consumer::wait (futex), socket in recv"),
         );
+        let row =
+            Row::latency("round_trip_sleeping", &sleep, "futex_ping_pong", &futex).load(since);
+        out.row(&row.cpus(where_).note(
+            "floor of any sleeping handoff: two futex wake-ups of a sleeping thread per round trip",
+        ));
     }
 
     if wanted("mpsc") {
