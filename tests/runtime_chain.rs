@@ -456,3 +456,46 @@ fn plugins_loaded_one_after_another_stay_distinct() {
         assert_eq!(plugin.name(), name);
     }
 }
+
+/// The scope's model comes from the body's parse-once index, decoded: an
+/// escaped spelling is the same model the upstream will read.
+#[test]
+fn the_scope_reads_the_model_and_tool_from_the_body() {
+    let (a, b) = (probe("probe-a"), probe("probe-b"));
+    let mut gpt = bind("probe-a", 1, "header:x-gpt=1");
+    gpt.scope.model = Some("gpt-4o".into());
+    let mut tool = bind("probe-b", 2, "header:x-tool=1");
+    tool.scope.mcp_tool = Some("delete_repo".into());
+    let (_rt, mut runner, _) = runtime_with(vec![gpt, tool], &[a, b]);
+    let api = odock_dataplane::index::ApiKind::from_path(b"/v1/chat/completions");
+    for (body, want) in [
+        (
+            &br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#[..],
+            true,
+        ),
+        (&br#"{"model":"gpt\u002d4o","messages":[]}"#[..], true),
+        (&br#"{"model":"gpt-4o-mini","messages":[]}"#[..], false),
+        (&br#"{"model":"#[..], false),
+    ] {
+        let f = RequestFrame {
+            model: None,
+            api,
+            ..frame(&[], body)
+        };
+        let h = header_map(&runner.request(&f));
+        assert_eq!(
+            h.contains(&("x-gpt".into(), "1".into())),
+            want,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let mcp = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"delete_repo","arguments":{"repo":"x"}}}"#;
+    let f = RequestFrame {
+        model: None,
+        mcp_server: Some("github"),
+        api: odock_dataplane::index::ApiKind::from_path(b"/mcp"),
+        ..frame(&[], mcp)
+    };
+    assert!(header_map(&runner.request(&f)).contains(&("x-tool".into(), "1".into())));
+}

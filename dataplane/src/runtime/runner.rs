@@ -32,10 +32,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use odock_plugin_abi::Gate;
-use odock_plugin_abi::view::{self, Header};
+use odock_plugin_abi::view::{self, Header, Message};
 
 use super::metrics::{Counter, Histogram, MAX_PLUGINS, WorkerMetrics};
 use super::policy::{BindingSpec, CompiledPolicy, FailureMode, FrameKey, PolicyError, PolicySpec};
+use crate::index::{ApiKind, FrameIndex, JsonStr, Part};
 use crate::plugin::{
     Binding, Decision, EvidenceSink, FAIL_CLOSED_REASON, FAIL_CLOSED_STATUS, GateOutput, InitError,
     LoadError, LoadedPlugin, Pin, PluginInstance, PluginSpec, Transform,
@@ -270,6 +271,11 @@ impl Runtime {
             chain: Vec::new(),
             state: FrameState::default(),
             views: Vec::new(),
+            messages: Vec::new(),
+            index: Box::new(FrameIndex::new()),
+            indexed: None,
+            model_text: Vec::with_capacity(64),
+            tool_text: Vec::with_capacity(64),
             sink,
             metrics,
         }
@@ -425,31 +431,21 @@ pub struct RequestFrame<'a> {
     pub virtual_key: Option<&'a str>,
     /// The environment.
     pub environment: Option<&'a str>,
-    /// The model asked for.
+    /// The model, when the gateway knows it from elsewhere; by default it
+    /// comes from the body's parse-once index.
     pub model: Option<&'a str>,
-    /// The MCP server called.
+    /// The MCP server called (from the gateway's route).
     pub mcp_server: Option<&'a str>,
-    /// The MCP tool called.
+    /// The MCP tool, when the gateway knows it from elsewhere; by default the
+    /// `params.name` of a `tools/call` body.
     pub mcp_tool: Option<&'a str>,
-    /// Whether the caller asked for a streamed answer.
-    pub stream: bool,
+    /// The API the body speaks (from the path, [`ApiKind::from_path`]); the
+    /// index confirms or corrects it.
+    pub api: ApiKind,
     /// The request headers.
     pub headers: &'a [Header<'a>],
     /// The request body.
     pub body: &'a [u8],
-}
-
-impl<'a> RequestFrame<'a> {
-    fn key(&self) -> FrameKey<'a> {
-        FrameKey {
-            tenant: self.tenant,
-            virtual_key: self.virtual_key,
-            environment: self.environment,
-            model: self.model,
-            mcp_server: self.mcp_server,
-            mcp_tool: self.mcp_tool,
-        }
-    }
 }
 
 /// The gate's answer for a frame.
@@ -729,6 +725,16 @@ pub struct GateRunner {
     state: FrameState,
     /// Recycled storage for the header views handed to plugins.
     views: Vec<HeaderSlot>,
+    /// Recycled storage for the message views handed to plugins.
+    messages: Vec<MessageSlot>,
+    /// The parse-once index of the current body.
+    index: Box<FrameIndex>,
+    /// Which body `index` describes (`Bytes::Original` or an arena span).
+    indexed: Option<Bytes>,
+    /// Buffers for the decoded model and tool names of the current frame
+    /// (scope keys).
+    model_text: Vec<u8>,
+    tool_text: Vec<u8>,
     sink: Box<dyn RuntimeSink>,
     metrics: Arc<WorkerMetrics>,
 }
@@ -740,6 +746,15 @@ pub struct GateRunner {
 struct HeaderSlot([usize; 4]);
 
 const _: () = assert!(std::mem::size_of::<HeaderSlot>() == std::mem::size_of::<Header<'static>>());
+const _: () =
+    assert!(std::mem::size_of::<MessageSlot>() == std::mem::size_of::<Message<'static>>());
+const _: () =
+    assert!(std::mem::align_of::<MessageSlot>() == std::mem::align_of::<Message<'static>>());
+
+/// Storage with the layout of a [`Message`] (see `HeaderSlot`).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct MessageSlot([u64; 5]);
 const _: () =
     assert!(std::mem::align_of::<HeaderSlot>() == std::mem::align_of::<Header<'static>>());
 
@@ -821,7 +836,33 @@ impl GateRunner {
     pub fn request<'r>(&'r mut self, frame: &'r RequestFrame<'r>) -> Outcome<'r> {
         self.refresh();
         self.state.begin(frame.headers);
-        let key = frame.key();
+        self.indexed = None;
+        self.index_body(frame);
+        // The scope keys: the gateway's, else the index's, decoded (so an
+        // escaped "gpt\u002d4o" cannot pass for another model than the
+        // upstream will read). They live in strings taken out of `self` for
+        // the frame, so the chain may borrow `self` mutably meanwhile.
+        let mut model_text = std::mem::take(&mut self.model_text);
+        let mut tool_text = std::mem::take(&mut self.tool_text);
+        let model = frame
+            .model
+            .or_else(|| decode(self.index.model, frame.body, &mut model_text));
+        let tool_name = self
+            .index
+            .mcp()
+            .filter(|c| c.kind == crate::index::McpMethod::ToolsCall)
+            .and_then(|c| c.name);
+        let tool = frame
+            .mcp_tool
+            .or_else(|| decode(tool_name, frame.body, &mut tool_text));
+        let key = FrameKey {
+            tenant: frame.tenant,
+            virtual_key: frame.virtual_key,
+            environment: frame.environment,
+            model,
+            mcp_server: frame.mcp_server,
+            mcp_tool: tool,
+        };
         let installed = Arc::clone(&self.installed);
         self.chain.clear();
         self.chain.extend(
@@ -844,6 +885,8 @@ impl GateRunner {
                 break;
             }
         }
+        self.model_text = model_text;
+        self.tool_text = tool_text;
         let verdict = match verdict {
             VerdictRef::Continue => Verdict::Continue,
             VerdictRef::Block {
@@ -865,12 +908,26 @@ impl GateRunner {
         }
     }
 
+    /// Indexes the current body, unless the index already describes it:
+    /// once per frame, and again only after a plugin rewrote the body.
+    fn index_body(&mut self, frame: &RequestFrame<'_>) {
+        if self.indexed == Some(self.state.body) {
+            return;
+        }
+        let body = self
+            .state
+            .resolve(self.state.body, frame.headers, frame.body);
+        self.index.rebuild(body, Part::Request, frame.api);
+        self.indexed = Some(self.state.body);
+    }
+
     /// Calls the binding of `site` on the current frame state; `Some` when
     /// it blocks.
     fn call(&mut self, site: &Site<'_>) -> Option<VerdictRef> {
         let (frame, gate) = (site.frame, site.gate);
         let binding: &BindingSpec = &site.installed.policy.bindings()[site.id as usize];
         let slot = site.installed.slots[site.id as usize];
+        self.index_body(frame);
         let instance = match &mut self.instances[site.id as usize] {
             Ok(instance) => instance,
             Err(_) => {
@@ -894,25 +951,37 @@ impl GateRunner {
             virtual_key_id: frame.virtual_key.unwrap_or("").as_bytes(),
             environment: frame.environment.unwrap_or("").as_bytes(),
         });
-        view.target = match (frame.model, frame.mcp_server) {
+        view.target = match (site.key.model, site.key.mcp_server) {
             (Some(model), _) => view::Target::model(model.as_bytes()),
-            (None, Some(server)) => {
-                view::Target::mcp(server.as_bytes(), frame.mcp_tool.unwrap_or("").as_bytes())
-            }
+            (None, Some(server)) => view::Target::mcp(
+                server.as_bytes(),
+                site.key.mcp_tool.unwrap_or("").as_bytes(),
+            ),
             (None, None) => view::Target::default(),
         };
-        view.index.stream = frame.stream;
+        let body = self
+            .state
+            .resolve(self.state.body, frame.headers, frame.body);
+        let mut messages: Vec<Message<'_>> = recycle(std::mem::take(&mut self.messages));
+        let index = &self.index;
+        messages.extend(index.system.iter().chain(index.messages()).map(|m| {
+            Message::new(
+                m.role,
+                span_view(body, m.role_name_span()),
+                span_view(body, m.content.map(|c| c.span)),
+            )
+        }));
+        view.index = index.abi_index(body, &messages);
         view.request = view::Request {
             headers: &views,
-            body: self
-                .state
-                .resolve(self.state.body, frame.headers, frame.body),
+            body,
         };
 
         let started = Instant::now();
         let decision = instance.call_gate(&view, &mut self.out, &mut *self.sink);
         let duration = started.elapsed();
         self.views = recycle(views);
+        self.messages = recycle(messages);
 
         self.metrics.add(slot, gate, Counter::Calls, 1);
         self.metrics.record(slot, gate, duration);
@@ -1068,6 +1137,25 @@ impl GateRunner {
             failure_mode: binding.failure_mode,
         });
     }
+}
+
+/// The decoded text of a JSON string of `body`: borrowed from the body when
+/// it has no escapes, else unescaped into `buf`. `None` when absent or not
+/// valid text.
+fn decode<'a>(s: Option<JsonStr>, body: &'a [u8], buf: &'a mut Vec<u8>) -> Option<&'a str> {
+    let s = s?;
+    if !s.escaped {
+        return std::str::from_utf8(s.get(body)).ok();
+    }
+    // Unescaped text is never longer than its escaped spelling.
+    buf.clear();
+    buf.resize(s.span.len as usize, 0);
+    s.unescape_into(body, buf).ok()
+}
+
+/// The bytes of `span` in `body`, or none.
+fn span_view(body: &[u8], span: Option<crate::index::Span>) -> &[u8] {
+    span.map_or(&[][..], |s| s.get(body))
 }
 
 /// One call of one binding on one frame.

@@ -1,0 +1,131 @@
+//! A read-only chain allocates nothing per frame: a counting global
+//! allocator watches a runner push frames through four no-op plugins.
+
+mod plugin_support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use odock_dataplane::plugin::{Evidence, EvidenceSink, FailureMode, Grant, Pin};
+use odock_dataplane::runtime::policy::{BindingSpec, PolicySpec, Scope};
+use odock_dataplane::runtime::{
+    DecisionRecord, PluginSource, RequestFrame, Runtime, RuntimeSink, Verdict,
+};
+use odock_plugin_abi::view::Header;
+use odock_plugin_abi::{Capabilities, Capability};
+
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is passed through.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Counts decisions without keeping them (a sink that allocated would be
+/// counted too).
+struct CountingSink(u64);
+
+impl EvidenceSink for CountingSink {
+    fn record(&mut self, _: &Evidence<'_>) {}
+}
+
+impl RuntimeSink for CountingSink {
+    fn decision(&mut self, _: &DecisionRecord<'_>) {
+        self.0 += 1;
+    }
+}
+
+#[test]
+fn a_read_only_chain_allocates_nothing_per_frame() {
+    let path = plugin_support::c_plugin("probe_noop", "tests/plugin_sources/probe.c", &[]);
+    let source = PluginSource {
+        name: "probe".into(),
+        pin: Pin::of_file(&path).unwrap(),
+        path,
+    };
+    let grant = Grant::new(Capabilities::ALL.without(Capabilities::of(&[
+        Capability::CallIntegration,
+        Capability::QueueFollowup,
+        Capability::ReadResponseBody,
+        Capability::WriteResponseBody,
+    ])));
+    let bindings = (0..4)
+        .map(|i| BindingSpec {
+            plugin: "probe".into(),
+            scope: Scope::default(),
+            enabled: true,
+            priority: [Some(i), None, None],
+            grant: grant.clone(),
+            // No command: the plugin reads the frame and continues.
+            config: Vec::new(),
+            failure_mode: FailureMode::Enforce,
+            time_budget: Duration::from_secs(1),
+        })
+        .collect();
+    let runtime = Runtime::new();
+    runtime
+        .install(
+            PolicySpec {
+                version: 1,
+                bindings,
+            },
+            &[source],
+        )
+        .unwrap();
+    let mut runner = runtime.runner(0, Box::new(CountingSink(0)));
+    let headers = [
+        Header::new(b"content-type", b"application/json"),
+        Header::new(b"x-request-id", b"abc"),
+    ];
+    let body = br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}]}"#;
+    let frame = RequestFrame {
+        request_id: 1,
+        tenant: Some("acme"),
+        environment: Some("prod"),
+        api: odock_dataplane::index::ApiKind::from_path(b"/v1/chat/completions"),
+        headers: &headers,
+        body,
+        ..RequestFrame::default()
+    };
+    // Warm up: buffers grow to their working size, the policy is adopted.
+    for _ in 0..10 {
+        assert_eq!(runner.request(&frame).verdict, Verdict::Continue);
+    }
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    for _ in 0..1000 {
+        let out = runner.request(&frame);
+        assert_eq!(out.verdict, Verdict::Continue);
+        assert!(!out.changed());
+    }
+    COUNTING.store(false, Ordering::Relaxed);
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "allocations in 1000 frames of a read-only chain"
+    );
+}
