@@ -3,9 +3,11 @@
 pub mod metrics;
 pub mod policy;
 mod runner;
+mod sink;
 
 pub use metrics::{Counter, Histogram};
 pub use runner::{
     CallOutcome, Change, DecisionRecord, GateRunner, InstallError, Outcome, PluginSource,
     RequestFrame, Runtime, RuntimeSink, Verdict,
 };
+pub use sink::RingSink;

@@ -371,6 +371,8 @@ pub struct DecisionRecord<'a> {
     pub scope: FrameKey<'a>,
     /// The binding's failure mode.
     pub failure_mode: FailureMode,
+    /// The frame's body did not parse: its index is marked invalid.
+    pub invalid_index: bool,
 }
 
 /// What a call came to.
@@ -387,6 +389,8 @@ pub enum CallOutcome<'a> {
         /// `true` when the plugin decided it; `false` when its failure mode
         /// did (it failed or overran under enforce).
         by_plugin: bool,
+        /// The plugin's internal detail: evidence only, never the caller's.
+        detail: &'a [u8],
     },
     /// The frame waits for an integration's answer.
     Pause,
@@ -1018,12 +1022,14 @@ impl GateRunner {
                     .block()
                     .expect("a block decision carries its block");
                 let (status, by_plugin) = (block.status, block.by_plugin);
+                let detail = self.state.stash(block.detail);
                 let reason = self.state.stash(block.reason.as_bytes());
                 self.metrics.add(slot, gate, Counter::Blocks, 1);
                 let outcome = Outcome_::Block {
                     status,
                     reason: Reason::Arena(reason),
                     by_plugin,
+                    detail: Some(detail),
                 };
                 self.decide(site, outcome, false, duration);
                 Some(VerdictRef::Block {
@@ -1059,6 +1065,7 @@ impl GateRunner {
                 status: FAIL_CLOSED_STATUS,
                 reason: Reason::Static(FAIL_CLOSED_REASON),
                 by_plugin: false,
+                detail: None,
             },
             (None, false) => Outcome_::FailedOpen,
         };
@@ -1097,6 +1104,7 @@ impl GateRunner {
                 status,
                 reason,
                 by_plugin,
+                detail,
             } => CallOutcome::Block {
                 status,
                 reason: match reason {
@@ -1104,6 +1112,7 @@ impl GateRunner {
                     Reason::Arena(b) => text(b),
                 },
                 by_plugin,
+                detail: detail.map_or(&[][..], resolve),
             },
             Outcome_::FailedOpen => CallOutcome::FailedOpen,
             Outcome_::Overran { budget } => CallOutcome::Overran { budget },
@@ -1135,6 +1144,7 @@ impl GateRunner {
             duration,
             scope: site.key,
             failure_mode: binding.failure_mode,
+            invalid_index: !self.index.valid(),
         });
     }
 }
@@ -1175,6 +1185,7 @@ enum Outcome_ {
         status: u16,
         reason: Reason,
         by_plugin: bool,
+        detail: Option<Bytes>,
     },
     FailedOpen,
     Overran {
