@@ -57,6 +57,8 @@ impl RuntimeSink for CountingSink {
     fn decision(&mut self, _: &DecisionRecord<'_>) {
         self.0 += 1;
     }
+
+    fn skip(&mut self, _: &odock_dataplane::runtime::SkipRecord<'_>) {}
 }
 
 #[test]
@@ -70,8 +72,6 @@ fn a_read_only_chain_allocates_nothing_per_frame() {
     let grant = Grant::new(Capabilities::ALL.without(Capabilities::of(&[
         Capability::CallIntegration,
         Capability::QueueFollowup,
-        Capability::ReadResponseBody,
-        Capability::WriteResponseBody,
     ])));
     let bindings = (0..4)
         .map(|i| BindingSpec {

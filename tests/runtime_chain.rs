@@ -41,8 +41,6 @@ fn bind(plugin: &str, priority: i32, config: &str) -> BindingSpec {
         grant: Grant::new(Capabilities::ALL.without(Capabilities::of(&[
             odock_plugin_abi::Capability::CallIntegration,
             odock_plugin_abi::Capability::QueueFollowup,
-            odock_plugin_abi::Capability::ReadResponseBody,
-            odock_plugin_abi::Capability::WriteResponseBody,
         ]))),
         config: config.as_bytes().to_vec(),
         failure_mode: FailureMode::Enforce,
@@ -96,6 +94,14 @@ impl RuntimeSink for TestSink {
             d.plugin.to_string(),
             format!("{outcome} [{}]", changes.join(",")),
         ));
+    }
+
+    fn skip(&mut self, s: &odock_dataplane::runtime::SkipRecord<'_>) {
+        self.0
+            .host
+            .lock()
+            .unwrap()
+            .push(format!("{}:skip:{}", s.plugin, s.cause));
     }
 }
 
@@ -498,4 +504,197 @@ fn the_scope_reads_the_model_and_tool_from_the_body() {
         ..frame(&[], mcp)
     };
     assert!(header_map(&runner.request(&f)).contains(&("x-tool".into(), "1".into())));
+}
+
+/// A probe plugin joining the response gate per chunk (`per_chunk`) or
+/// with the whole body.
+fn response_probe(name: &str, per_chunk: bool) -> PluginSource {
+    let define = format!("\"{name}\"");
+    let mode = if per_chunk {
+        "ODOCK_RESPONSE_PER_CHUNK"
+    } else {
+        "ODOCK_RESPONSE_WHOLE_BODY"
+    };
+    let path: PathBuf = plugin_support::c_plugin(
+        &format!("probe_{}", name.replace('-', "_")),
+        "tests/plugin_sources/probe.c",
+        &[("PLUGIN_NAME", &define), ("RESPONSE_MODE", mode)],
+    );
+    PluginSource {
+        name: name.into(),
+        pin: Pin::of_file(&path).unwrap(),
+        path,
+    }
+}
+
+fn on_response(plugin: &str, priority: i32, config: &str) -> BindingSpec {
+    let mut b = bind(plugin, priority, config);
+    b.priority = [None, Some(priority), None];
+    b
+}
+
+#[test]
+fn the_response_gate_changes_the_answer_not_the_request() {
+    let (a, b) = (
+        response_probe("resp-a", false),
+        response_probe("resp-b", false),
+    );
+    let (_rt, mut runner, recorded) = runtime_with(
+        vec![
+            on_response("resp-a", 1, "header:x-served-by=odock;redact:4111"),
+            on_response("resp-b", 2, "echo:x-served-by"),
+        ],
+        &[a, b],
+    );
+    let request = frame(&[], br#"{"model":"gpt-4o","messages":[]}"#);
+    let headers = [Header::new(b"content-type", b"application/json")];
+    let response = odock_dataplane::runtime::ResponseFrame {
+        status: 200,
+        headers: &headers,
+        body: br#"{"choices":[{"message":{"content":"card 4111 1111"}}]}"#,
+    };
+    let out = runner.response(&request, &response);
+    assert_eq!(out.verdict, Verdict::Continue);
+    assert_eq!(
+        std::str::from_utf8(out.body()).unwrap(),
+        r#"{"choices":[{"message":{"content":"card **** 1111"}}]}"#
+    );
+    let h = header_map(&out);
+    assert!(h.contains(&("x-served-by".into(), "odock".into())), "{h:?}");
+    assert!(
+        h.contains(&("x-saw-x-served-by".into(), "odock".into())),
+        "{h:?}"
+    );
+    assert_eq!(recorded.decisions.lock().unwrap().len(), 2);
+    // The request gate has no chain here.
+    let out = runner.request(&request);
+    assert!(!out.changed());
+}
+
+/// An SSE answer of 1,000 chunks with a redaction in the middle: only that
+/// chunk changes; a whole-body plugin sees the whole answer at the end and
+/// can end the stream; each chunk is judged on its own.
+#[test]
+fn a_stream_of_1000_chunks_with_a_redaction_in_the_middle() {
+    let (chunky, whole) = (
+        response_probe("dlp-chunk", true),
+        response_probe("audit-whole", false),
+    );
+    let (rt, mut runner, recorded) = runtime_with(
+        vec![
+            on_response("dlp-chunk", 1, "redact:SECRET"),
+            on_response("audit-whole", 2, "redact:never;evidence:audit.saw_all"),
+        ],
+        &[chunky, whole],
+    );
+    let request = frame(&[], br#"{"model":"gpt-4o","stream":true,"messages":[]}"#);
+    let headers = [Header::new(b"content-type", b"text/event-stream")];
+    let mut stream = runner.stream_state(&request, 1 << 20);
+    assert!(stream.buffers(), "the chain has a whole-body plugin");
+    let mut out_bytes = Vec::new();
+    for i in 0..1000u64 {
+        let text = if i == 500 {
+            "data: {\"choices\":[{\"delta\":{\"content\":\"the SECRET is out\"}}]}\n\n".to_string()
+        } else {
+            format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"token {i}\"}}}}]}}\n\n")
+        };
+        let chunk = odock_dataplane::runtime::ChunkFrame {
+            status: 200,
+            headers: &headers,
+            chunk: text.as_bytes(),
+            index: i,
+            last: i == 999,
+        };
+        let out = runner.response_chunk(&request, &chunk, &mut stream);
+        assert_eq!(out.verdict, Verdict::Continue, "chunk {i}");
+        assert_eq!(out.body_changed(), i == 500, "chunk {i}");
+        out_bytes.extend_from_slice(out.body());
+    }
+    let all = String::from_utf8(out_bytes).unwrap();
+    assert!(all.contains("the ****** is out") && !all.contains("SECRET"));
+    assert!(all.contains("token 0") && all.contains("token 999"));
+    // The per-chunk plugin ran 1000 times, the whole-body one once.
+    assert_eq!(
+        rt.counter(
+            "dlp-chunk",
+            odock_plugin_abi::Gate::Response,
+            Counter::Calls
+        ),
+        1000
+    );
+    assert_eq!(
+        rt.counter(
+            "audit-whole",
+            odock_plugin_abi::Gate::Response,
+            Counter::Calls
+        ),
+        1
+    );
+    assert!(
+        recorded
+            .host
+            .lock()
+            .unwrap()
+            .contains(&"audit-whole:audit.saw_all".to_string())
+    );
+}
+
+#[test]
+fn a_whole_body_plugin_ends_a_stream_and_an_overflow_is_recorded() {
+    let whole = response_probe("audit-whole", false);
+    let (_rt, mut runner, recorded) = runtime_with(
+        vec![on_response(
+            "audit-whole",
+            1,
+            "block:502:the answer broke a policy",
+        )],
+        &[whole],
+    );
+    let request = frame(&[], b"{}");
+    let headers = [];
+    // Ends the stream: the last chunk comes back blocked.
+    let mut stream = runner.stream_state(&request, 1 << 20);
+    for i in 0..3u64 {
+        let chunk = odock_dataplane::runtime::ChunkFrame {
+            status: 200,
+            headers: &headers,
+            chunk: b"data: x\n\n",
+            index: i,
+            last: i == 2,
+        };
+        let out = runner.response_chunk(&request, &chunk, &mut stream);
+        let want = if i == 2 {
+            Verdict::Block {
+                status: 502,
+                reason: "the answer broke a policy",
+                plugin: "audit-whole",
+            }
+        } else {
+            Verdict::Continue
+        };
+        assert_eq!(out.verdict, want, "chunk {i}");
+    }
+    // Over the cap: the whole-body plugin is skipped, with evidence.
+    let mut stream = runner.stream_state(&request, 8);
+    for i in 0..3u64 {
+        let chunk = odock_dataplane::runtime::ChunkFrame {
+            status: 200,
+            headers: &headers,
+            chunk: b"data: x\n\n",
+            index: i,
+            last: i == 2,
+        };
+        assert_eq!(
+            runner.response_chunk(&request, &chunk, &mut stream).verdict,
+            Verdict::Continue
+        );
+    }
+    assert!(stream.overflowed());
+    assert!(
+        recorded
+            .host
+            .lock()
+            .unwrap()
+            .contains(&"audit-whole:skip:stream_over_buffer_cap".to_string())
+    );
 }

@@ -35,8 +35,6 @@ fn bind(plugin: &str, priority: i32, config: &str) -> BindingSpec {
         grant: Grant::new(Capabilities::ALL.without(Capabilities::of(&[
             Capability::CallIntegration,
             Capability::QueueFollowup,
-            Capability::ReadResponseBody,
-            Capability::WriteResponseBody,
         ]))),
         config: config.as_bytes().to_vec(),
         failure_mode: FailureMode::Enforce,

@@ -11,7 +11,10 @@
  *   fail                return ODOCK_ERR_FAILED
  *   evidence:KIND       emit an evidence record of KIND
  * The config "fail-init" makes init refuse. Build with
- * -DPLUGIN_NAME='"name"' for a plugin of another name.
+ * -DPLUGIN_NAME='"name"' for a plugin of another name. At the response
+ * gate the same commands act on the response (redact: on the chunk in
+ * per-chunk mode, else on the whole body; echo: response headers). Build
+ * with -DRESPONSE_MODE=ODOCK_RESPONSE_PER_CHUNK for a per-chunk plugin.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdlib.h>
@@ -23,6 +26,9 @@
 
 #ifndef PLUGIN_NAME
 #define PLUGIN_NAME "probe"
+#endif
+#ifndef RESPONSE_MODE
+#define RESPONSE_MODE ODOCK_RESPONSE_WHOLE_BODY
 #endif
 
 typedef struct {
@@ -62,9 +68,14 @@ static int starts(const char *cmd, size_t n, const char *prefix) {
 }
 
 static const odock_host_view_t *find_header(const odock_frame_t *frame, const char *name, size_t n) {
-  const odock_request_t *r = frame->request;
-  for (size_t i = 0; i < r->headers_len; i++) {
-    const odock_header_t *h = &r->headers[i];
+  const odock_header_t *headers = frame->request->headers;
+  size_t len = frame->request->headers_len;
+  if (frame->gate == ODOCK_GATE_RESPONSE) {
+    headers = frame->response->headers;
+    len = frame->response->headers_len;
+  }
+  for (size_t i = 0; i < len; i++) {
+    const odock_header_t *h = &headers[i];
     if (h->name.len == n && strncasecmp((const char *)h->name.ptr, name, n) == 0) return &h->value;
   }
   return NULL;
@@ -107,7 +118,9 @@ static odock_status_t run(state_t *s, odock_call_t *call, const odock_frame_t *f
     const char *word = cmd + 7;
     size_t w = n - 7;
     static const char stars[] = "****************************************************************";
-    const odock_host_view_t body = frame->request->body;
+    odock_host_view_t body = frame->request->body;
+    if (frame->gate == ODOCK_GATE_RESPONSE)
+      body = RESPONSE_MODE == ODOCK_RESPONSE_PER_CHUNK ? frame->response->chunk : frame->response->body;
     if (w == 0 || w > sizeof stars - 1) return ODOCK_ERR_FAILED;
     for (size_t i = 0; i + w <= body.len; i++) {
       if (memcmp(body.ptr + i, word, w) == 0) {
@@ -155,14 +168,14 @@ static const odock_plugin_descriptor_t DESCRIPTOR = {
     NULL,
     0,
     ODOCK_CAP_READ_IDENTITY | ODOCK_CAP_READ_HEADERS | ODOCK_CAP_WRITE_HEADERS |
-        ODOCK_CAP_READ_REQUEST_BODY | ODOCK_CAP_WRITE_REQUEST_BODY | ODOCK_CAP_BLOCK |
-        ODOCK_CAP_EMIT_EVIDENCE,
-    ODOCK_GATE_REQUEST,
-    ODOCK_RESPONSE_WHOLE_BODY,
+        ODOCK_CAP_READ_REQUEST_BODY | ODOCK_CAP_WRITE_REQUEST_BODY | ODOCK_CAP_READ_RESPONSE_BODY |
+        ODOCK_CAP_WRITE_RESPONSE_BODY | ODOCK_CAP_BLOCK | ODOCK_CAP_EMIT_EVIDENCE,
+    ODOCK_GATE_REQUEST | ODOCK_GATE_RESPONSE,
+    RESPONSE_MODE,
     p_init,
     p_destroy,
     p_on_request,
-    NULL,
+    p_on_request,
     NULL,
     NULL,
     NULL,

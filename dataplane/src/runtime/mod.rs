@@ -7,7 +7,8 @@ mod sink;
 
 pub use metrics::{Counter, Histogram};
 pub use runner::{
-    CallOutcome, Change, DecisionRecord, GateRunner, InstallError, Outcome, PluginSource,
-    RequestFrame, Runtime, RuntimeSink, Verdict,
+    CallOutcome, Change, ChunkFrame, DecisionRecord, GateRunner, InstallError, Outcome,
+    PluginSource, RequestFrame, ResponseFrame, Runtime, RuntimeSink, SkipRecord, StreamState,
+    Verdict,
 };
 pub use sink::RingSink;

@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use odock_plugin_abi::Gate;
 use odock_plugin_abi::view::{self, Header, Message};
+use odock_plugin_abi::{Gate, ResponseMode};
 
 use super::metrics::{Counter, Histogram, MAX_PLUGINS, WorkerMetrics};
 use super::policy::{BindingSpec, CompiledPolicy, FailureMode, FrameKey, PolicyError, PolicySpec};
@@ -273,7 +273,7 @@ impl Runtime {
             views: Vec::new(),
             messages: Vec::new(),
             index: Box::new(FrameIndex::new()),
-            indexed: None,
+            indexed: Indexed::None,
             model_text: Vec::with_capacity(64),
             tool_text: Vec::with_capacity(64),
             sink,
@@ -344,6 +344,9 @@ impl fmt::Debug for Runtime {
 pub trait RuntimeSink: EvidenceSink + Send {
     /// One plugin's decision on one frame.
     fn decision(&mut self, decision: &DecisionRecord<'_>);
+
+    /// A plugin that did not run (or whose changes could not apply).
+    fn skip(&mut self, skip: &SkipRecord<'_>);
 }
 
 /// What one plugin decided on one frame, for evidence.
@@ -450,6 +453,73 @@ pub struct RequestFrame<'a> {
     pub headers: &'a [Header<'a>],
     /// The request body.
     pub body: &'a [u8],
+}
+
+/// An upstream's whole answer, for the response gate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseFrame<'a> {
+    /// The HTTP status.
+    pub status: u16,
+    /// The response headers.
+    pub headers: &'a [Header<'a>],
+    /// The whole body.
+    pub body: &'a [u8],
+}
+
+/// One chunk of a streamed answer (one SSE event, say).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChunkFrame<'a> {
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// The response headers.
+    pub headers: &'a [Header<'a>],
+    /// This chunk's bytes.
+    pub chunk: &'a [u8],
+    /// 0 for the first chunk, then counting up.
+    pub index: u64,
+    /// Whether no chunk follows.
+    pub last: bool,
+}
+
+/// One stream's state for [`GateRunner::response_chunk`] (see
+/// [`GateRunner::stream_state`]).
+#[derive(Debug)]
+pub struct StreamState {
+    whole_body_plugins: bool,
+    buffer: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl StreamState {
+    /// Whether the stream's chain has whole-body plugins (so it is buffered).
+    pub fn buffers(&self) -> bool {
+        self.whole_body_plugins
+    }
+
+    /// Whether the buffer passed its cap (the whole-body plugins were
+    /// skipped, with evidence).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+}
+
+/// A plugin that did not run, or whose changes could not apply, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct SkipRecord<'a> {
+    /// The request.
+    pub request_id: u64,
+    /// The worker.
+    pub worker: u32,
+    /// The gate.
+    pub gate: Gate,
+    /// The plugin.
+    pub plugin: &'a str,
+    /// The binding id.
+    pub binding: u32,
+    /// A short code for why (`stream_over_buffer_cap`,
+    /// `stream_already_sent`, ...).
+    pub cause: &'static str,
 }
 
 /// The gate's answer for a frame.
@@ -733,8 +803,8 @@ pub struct GateRunner {
     messages: Vec<MessageSlot>,
     /// The parse-once index of the current body.
     index: Box<FrameIndex>,
-    /// Which body `index` describes (`Bytes::Original` or an arena span).
-    indexed: Option<Bytes>,
+    /// Which body `index` describes.
+    indexed: Indexed,
     /// Buffers for the decoded model and tool names of the current frame
     /// (scope keys).
     model_text: Vec<u8>,
@@ -838,19 +908,206 @@ impl GateRunner {
 
     /// Runs the request gate over `frame`.
     pub fn request<'r>(&'r mut self, frame: &'r RequestFrame<'r>) -> Outcome<'r> {
+        let subject = Subject {
+            headers: frame.headers,
+            body: frame.body,
+        };
+        let verdict = self.run_chain(Gate::Request, frame, subject, None);
+        self.outcome(verdict, subject)
+    }
+
+    /// Runs the response gate over a whole (not streamed) answer. Every
+    /// plugin of the chain sees the whole body; a per-chunk plugin sees it
+    /// as one last chunk. `request` is the request as it went upstream.
+    pub fn response<'r>(
+        &'r mut self,
+        request: &'r RequestFrame<'r>,
+        response: &'r ResponseFrame<'r>,
+    ) -> Outcome<'r> {
+        let subject = Subject {
+            headers: response.headers,
+            body: response.body,
+        };
+        let meta = ResponseMeta {
+            status: response.status,
+            chunk: None,
+        };
+        let verdict = self.run_chain(Gate::Response, request, subject, Some(meta));
+        self.outcome(verdict, subject)
+    }
+
+    /// Runs the response gate over one chunk of a streamed answer (one SSE
+    /// event, say). Per-chunk plugins see the chunk and may change it or end
+    /// the stream (a block: the gateway sends a final error event instead of
+    /// the chunk). Whole-body plugins do not run per chunk: `stream` buffers
+    /// the chunks as they leave the chain (only when the chain has such a
+    /// plugin, up to its cap), and on the last chunk they see the whole body.
+    /// What they decide then can end the stream (a block) and leaves
+    /// evidence; a change they make to the body comes too late to apply and
+    /// is recorded as skipped. Header changes apply only on chunk 0, before
+    /// the gateway sends the response head.
+    pub fn response_chunk<'r>(
+        &'r mut self,
+        request: &'r RequestFrame<'r>,
+        chunk: &'r ChunkFrame<'r>,
+        stream: &'r mut StreamState,
+    ) -> Outcome<'r> {
+        let subject = Subject {
+            headers: chunk.headers,
+            body: chunk.chunk,
+        };
+        let meta = ResponseMeta {
+            status: chunk.status,
+            chunk: Some(ChunkMeta {
+                index: chunk.index,
+                last: chunk.last,
+                whole_body: false,
+            }),
+        };
+        let mut verdict = self.run_chain(Gate::Response, request, subject, Some(meta));
+        if stream.whole_body_plugins {
+            let out = self
+                .state
+                .resolve(self.state.body, subject.headers, subject.body);
+            if stream.buffer.len() + out.len() <= stream.cap {
+                stream.buffer.extend_from_slice(out);
+            } else {
+                stream.overflowed = true;
+            }
+        }
+        if chunk.last && matches!(verdict, VerdictRef::Continue) && stream.whole_body_plugins {
+            verdict = self.run_whole_body(request, chunk, stream);
+        }
+        self.outcome(verdict, subject)
+    }
+
+    /// The whole-body plugins of a stream, on its buffered body, at its end.
+    fn run_whole_body(
+        &mut self,
+        request: &RequestFrame<'_>,
+        chunk: &ChunkFrame<'_>,
+        stream: &mut StreamState,
+    ) -> VerdictRef {
+        let buffer = std::mem::take(&mut stream.buffer);
+        let verdict = if stream.overflowed {
+            // Past the cap: the whole-body plugins cannot see the body.
+            self.skip_whole_body(request, "stream_over_buffer_cap");
+            VerdictRef::Continue
+        } else {
+            // The chunk state was for the last chunk; the whole body is a
+            // subject of its own, read-only for a stream already sent.
+            let subject = Subject {
+                headers: chunk.headers,
+                body: &buffer,
+            };
+            let meta = ResponseMeta {
+                status: chunk.status,
+                chunk: Some(ChunkMeta {
+                    index: chunk.index,
+                    last: true,
+                    whole_body: true,
+                }),
+            };
+            // A state of its own, so the last chunk's stays intact for its
+            // outcome; a block's reason is carried over into it.
+            let chunk_state = std::mem::take(&mut self.state);
+            let v = self.run_chain(Gate::Response, request, subject, Some(meta));
+            let nested = std::mem::replace(&mut self.state, chunk_state);
+            match v {
+                VerdictRef::Block {
+                    status,
+                    reason,
+                    binding,
+                } => {
+                    let text = nested.resolve(reason, subject.headers, subject.body);
+                    let reason = self.state.stash(text);
+                    VerdictRef::Block {
+                        status,
+                        reason,
+                        binding,
+                    }
+                }
+                VerdictRef::Continue => VerdictRef::Continue,
+            }
+        };
+        stream.buffer = buffer;
+        stream.buffer.clear();
+        verdict
+    }
+
+    fn outcome<'r>(&'r self, verdict: VerdictRef, subject: Subject<'r>) -> Outcome<'r> {
+        let verdict = match verdict {
+            VerdictRef::Continue => Verdict::Continue,
+            VerdictRef::Block {
+                status,
+                reason,
+                binding,
+            } => Verdict::Block {
+                status,
+                reason: std::str::from_utf8(self.state.resolve(
+                    reason,
+                    subject.headers,
+                    subject.body,
+                ))
+                .expect("block reasons are checked UTF-8 by the host"),
+                plugin: installed_plugin_name(&self.installed, binding),
+            },
+        };
+        Outcome {
+            verdict,
+            state: &self.state,
+            original_headers: subject.headers,
+            original_body: subject.body,
+        }
+    }
+
+    /// A stream's state for [`GateRunner::response_chunk`]: whether its
+    /// chain has whole-body plugins, and their buffer. One per stream.
+    pub fn stream_state(&mut self, request: &RequestFrame<'_>, cap: usize) -> StreamState {
         self.refresh();
-        self.state.begin(frame.headers);
-        self.indexed = None;
-        self.index_body(frame);
+        let key = self.frame_key_owned(request);
+        let installed = Arc::clone(&self.installed);
+        let key = key.as_key();
+        let whole = installed
+            .policy
+            .chain(Gate::Response, &key, &mut self.scratch)
+            .any(|id| installed.plugins[id as usize].response_mode() == ResponseMode::WholeBody);
+        StreamState {
+            whole_body_plugins: whole,
+            buffer: Vec::new(),
+            cap,
+            overflowed: false,
+        }
+    }
+
+    /// Runs the chain of `gate` over `subject`.
+    fn run_chain(
+        &mut self,
+        gate: Gate,
+        frame: &RequestFrame<'_>,
+        subject: Subject<'_>,
+        response: Option<ResponseMeta>,
+    ) -> VerdictRef {
+        self.refresh();
+        self.state.begin(subject.headers);
+        if gate == Gate::Request {
+            self.indexed = Indexed::None;
+        }
+        self.index_request(gate, frame, subject);
         // The scope keys: the gateway's, else the index's, decoded (so an
         // escaped "gpt\u002d4o" cannot pass for another model than the
-        // upstream will read). They live in strings taken out of `self` for
+        // upstream will read). They live in buffers taken out of `self` for
         // the frame, so the chain may borrow `self` mutably meanwhile.
         let mut model_text = std::mem::take(&mut self.model_text);
         let mut tool_text = std::mem::take(&mut self.tool_text);
+        let indexed_body = if gate == Gate::Request {
+            subject.body
+        } else {
+            frame.body
+        };
         let model = frame
             .model
-            .or_else(|| decode(self.index.model, frame.body, &mut model_text));
+            .or_else(|| decode(self.index.model, indexed_body, &mut model_text));
         let tool_name = self
             .index
             .mcp()
@@ -858,7 +1115,7 @@ impl GateRunner {
             .and_then(|c| c.name);
         let tool = frame
             .mcp_tool
-            .or_else(|| decode(tool_name, frame.body, &mut tool_text));
+            .or_else(|| decode(tool_name, indexed_body, &mut tool_text));
         let key = FrameKey {
             tenant: frame.tenant,
             virtual_key: frame.virtual_key,
@@ -869,20 +1126,28 @@ impl GateRunner {
         };
         let installed = Arc::clone(&self.installed);
         self.chain.clear();
-        self.chain.extend(
-            installed
-                .policy
-                .chain(Gate::Request, &key, &mut self.scratch),
-        );
+        self.chain
+            .extend(installed.policy.chain(gate, &key, &mut self.scratch));
         let mut verdict = VerdictRef::Continue;
         for i in 0..self.chain.len() {
             let id = self.chain[i];
+            // Per chunk, only per-chunk plugins; at a stream's end, only
+            // whole-body ones.
+            if let Some(ResponseMeta { chunk: Some(c), .. }) = response {
+                let whole =
+                    installed.plugins[id as usize].response_mode() == ResponseMode::WholeBody;
+                if whole != c.whole_body {
+                    continue;
+                }
+            }
             let site = Site {
                 installed: &installed,
                 id,
-                gate: Gate::Request,
+                gate,
                 frame,
                 key,
+                subject,
+                response,
             };
             if let Some(block) = self.call(&site) {
                 verdict = block;
@@ -891,47 +1156,43 @@ impl GateRunner {
         }
         self.model_text = model_text;
         self.tool_text = tool_text;
-        let verdict = match verdict {
-            VerdictRef::Continue => Verdict::Continue,
-            VerdictRef::Block {
-                status,
-                reason,
-                binding,
-            } => Verdict::Block {
-                status,
-                reason: std::str::from_utf8(self.state.resolve(reason, frame.headers, frame.body))
-                    .expect("block reasons are checked UTF-8 by the host"),
-                plugin: installed_plugin_name(&self.installed, binding),
-            },
-        };
-        Outcome {
-            verdict,
-            state: &self.state,
-            original_headers: frame.headers,
-            original_body: frame.body,
-        }
+        verdict
     }
 
-    /// Indexes the current body, unless the index already describes it:
-    /// once per frame, and again only after a plugin rewrote the body.
-    fn index_body(&mut self, frame: &RequestFrame<'_>) {
-        if self.indexed == Some(self.state.body) {
+    /// Indexes the request body the plugins see: at the request gate the
+    /// current subject (again only after a plugin rewrote it); at the
+    /// response gate the request as sent (once per request, across the
+    /// chunks of its stream).
+    fn index_request(&mut self, gate: Gate, frame: &RequestFrame<'_>, subject: Subject<'_>) {
+        let want = if gate == Gate::Request {
+            Indexed::Subject(self.state.body)
+        } else {
+            Indexed::Request {
+                id: frame.request_id,
+                ptr: frame.body.as_ptr() as usize,
+                len: frame.body.len(),
+            }
+        };
+        if self.indexed == want {
             return;
         }
-        let body = self
-            .state
-            .resolve(self.state.body, frame.headers, frame.body);
+        let body = if gate == Gate::Request {
+            self.state
+                .resolve(self.state.body, subject.headers, subject.body)
+        } else {
+            frame.body
+        };
         self.index.rebuild(body, Part::Request, frame.api);
-        self.indexed = Some(self.state.body);
+        self.indexed = want;
     }
 
     /// Calls the binding of `site` on the current frame state; `Some` when
     /// it blocks.
     fn call(&mut self, site: &Site<'_>) -> Option<VerdictRef> {
-        let (frame, gate) = (site.frame, site.gate);
+        let (frame, gate, subject) = (site.frame, site.gate, site.subject);
         let binding: &BindingSpec = &site.installed.policy.bindings()[site.id as usize];
         let slot = site.installed.slots[site.id as usize];
-        self.index_body(frame);
+        self.index_request(gate, frame, subject);
         let instance = match &mut self.instances[site.id as usize] {
             Ok(instance) => instance,
             Err(_) => {
@@ -941,12 +1202,12 @@ impl GateRunner {
                 return self.fail(site, Duration::ZERO, None);
             }
         };
-        // The frame as the plugins before this one left it.
+        // The subject as the plugins before this one left it.
         let mut views: Vec<Header<'_>> = recycle(std::mem::take(&mut self.views));
         views.extend(self.state.headers.iter().map(|&(n, v)| {
             Header::new(
-                self.state.resolve(n, frame.headers, frame.body),
-                self.state.resolve(v, frame.headers, frame.body),
+                self.state.resolve(n, subject.headers, subject.body),
+                self.state.resolve(v, subject.headers, subject.body),
             )
         }));
         let mut view = view::Frame::new(gate, frame.request_id);
@@ -963,23 +1224,51 @@ impl GateRunner {
             ),
             (None, None) => view::Target::default(),
         };
-        let body = self
+        let current = self
             .state
-            .resolve(self.state.body, frame.headers, frame.body);
+            .resolve(self.state.body, subject.headers, subject.body);
+        let request_body = if gate == Gate::Request {
+            current
+        } else {
+            frame.body
+        };
         let mut messages: Vec<Message<'_>> = recycle(std::mem::take(&mut self.messages));
         let index = &self.index;
         messages.extend(index.system.iter().chain(index.messages()).map(|m| {
             Message::new(
                 m.role,
-                span_view(body, m.role_name_span()),
-                span_view(body, m.content.map(|c| c.span)),
+                span_view(request_body, m.role_name_span()),
+                span_view(request_body, m.content.map(|c| c.span)),
             )
         }));
-        view.index = index.abi_index(body, &messages);
-        view.request = view::Request {
-            headers: &views,
-            body,
-        };
+        view.index = index.abi_index(request_body, &messages);
+        match site.response {
+            None => {
+                view.request = view::Request {
+                    headers: &views,
+                    body: current,
+                }
+            }
+            Some(meta) => {
+                view.request = view::Request {
+                    headers: frame.headers,
+                    body: frame.body,
+                };
+                let (body, chunk, chunk_index, last_chunk) = match meta.chunk {
+                    None => (current, current, 0, true),
+                    Some(c) if c.whole_body => (current, &[][..], c.index, true),
+                    Some(c) => (&[][..], current, c.index, c.last),
+                };
+                view.response = Some(view::Response {
+                    status: meta.status,
+                    headers: &views,
+                    body,
+                    chunk,
+                    chunk_index,
+                    last_chunk,
+                });
+            }
+        }
 
         let started = Instant::now();
         let decision = instance.call_gate(&view, &mut self.out, &mut *self.sink);
@@ -1000,9 +1289,22 @@ impl GateRunner {
         }
         match decision {
             Decision::Continue => {
-                if self
+                let read_only = matches!(
+                    site.response,
+                    Some(ResponseMeta {
+                        chunk: Some(ChunkMeta {
+                            whole_body: true,
+                            ..
+                        }),
+                        ..
+                    })
+                );
+                if read_only && self.out.transforms().len() > 0 {
+                    // A stream already sent cannot be changed: recorded.
+                    self.skip(site, "stream_already_sent");
+                } else if self
                     .state
-                    .apply(&self.out, frame.headers, frame.body)
+                    .apply(&self.out, subject.headers, subject.body)
                     .is_err()
                 {
                     // A change the runtime cannot make is the plugin's
@@ -1013,7 +1315,7 @@ impl GateRunner {
                 let n = self.out.transforms().len() as u64;
                 self.metrics.add(slot, gate, Counter::Continues, 1);
                 self.metrics.add(slot, gate, Counter::Transforms, n);
-                self.decide(site, Outcome_::Continue, true, duration);
+                self.decide(site, Outcome_::Continue, !read_only, duration);
                 None
             }
             Decision::Block => {
@@ -1045,6 +1347,83 @@ impl GateRunner {
                 self.metrics.add(slot, gate, Counter::Pauses, 1);
                 self.fail(site, duration, None)
             }
+        }
+    }
+
+    /// Records that `site`'s plugin did not get (or could not act on) what
+    /// it asked for, and why.
+    fn skip(&mut self, site: &Site<'_>, cause: &'static str) {
+        let binding = &site.installed.policy.bindings()[site.id as usize];
+        self.sink.skip(&SkipRecord {
+            request_id: site.frame.request_id,
+            worker: self.worker,
+            gate: site.gate,
+            plugin: &binding.plugin,
+            binding: site.id,
+            cause,
+        });
+    }
+
+    /// Records that the whole-body plugins of a stream did not run.
+    fn skip_whole_body(&mut self, request: &RequestFrame<'_>, cause: &'static str) {
+        let key = self.frame_key_owned(request);
+        let installed = Arc::clone(&self.installed);
+        let key = key.as_key();
+        self.chain.clear();
+        self.chain.extend(
+            installed
+                .policy
+                .chain(Gate::Response, &key, &mut self.scratch),
+        );
+        for i in 0..self.chain.len() {
+            let id = self.chain[i];
+            if installed.plugins[id as usize].response_mode() != ResponseMode::WholeBody {
+                continue;
+            }
+            self.sink.skip(&SkipRecord {
+                request_id: request.request_id,
+                worker: self.worker,
+                gate: Gate::Response,
+                plugin: &installed.policy.bindings()[id as usize].plugin,
+                binding: id,
+                cause,
+            });
+        }
+    }
+
+    /// The scope key of a request, its decoded texts copied out (for the
+    /// rare paths outside `run_chain`).
+    fn frame_key_owned(&mut self, frame: &RequestFrame<'_>) -> OwnedKey {
+        self.index_request(
+            Gate::Response,
+            frame,
+            Subject {
+                headers: frame.headers,
+                body: frame.body,
+            },
+        );
+        let mut model = Vec::new();
+        let mut tool = Vec::new();
+        let m = frame
+            .model
+            .map(str::to_owned)
+            .or_else(|| decode(self.index.model, frame.body, &mut model).map(str::to_owned));
+        let tool_name = self
+            .index
+            .mcp()
+            .filter(|c| c.kind == crate::index::McpMethod::ToolsCall)
+            .and_then(|c| c.name);
+        let t = frame
+            .mcp_tool
+            .map(str::to_owned)
+            .or_else(|| decode(tool_name, frame.body, &mut tool).map(str::to_owned));
+        OwnedKey {
+            tenant: frame.tenant.map(str::to_owned),
+            virtual_key: frame.virtual_key.map(str::to_owned),
+            environment: frame.environment.map(str::to_owned),
+            model: m,
+            mcp_server: frame.mcp_server.map(str::to_owned),
+            mcp_tool: t,
         }
     }
 
@@ -1094,9 +1473,9 @@ impl GateRunner {
         duration: Duration,
     ) {
         let binding = &site.installed.policy.bindings()[site.id as usize];
-        let frame = site.frame;
+        let (frame, subject) = (site.frame, site.subject);
         let state = &self.state;
-        let resolve = |b: Bytes| state.resolve(b, frame.headers, frame.body);
+        let resolve = |b: Bytes| state.resolve(b, subject.headers, subject.body);
         let text = |b: Bytes| std::str::from_utf8(resolve(b)).unwrap_or("");
         let outcome = match outcome {
             Outcome_::Continue => CallOutcome::Continue,
@@ -1175,6 +1554,68 @@ struct Site<'a> {
     gate: Gate,
     frame: &'a RequestFrame<'a>,
     key: FrameKey<'a>,
+    /// What the chain changes: the request, or the response or chunk.
+    subject: Subject<'a>,
+    /// At the response gate: the response's status and chunk.
+    response: Option<ResponseMeta>,
+}
+
+/// The original bytes a chain changes (copy-on-write).
+#[derive(Clone, Copy)]
+struct Subject<'a> {
+    headers: &'a [Header<'a>],
+    body: &'a [u8],
+}
+
+#[derive(Clone, Copy)]
+struct ResponseMeta {
+    status: u16,
+    chunk: Option<ChunkMeta>,
+}
+
+#[derive(Clone, Copy)]
+struct ChunkMeta {
+    index: u64,
+    last: bool,
+    /// The whole-body plugins at a stream's end (read-only).
+    whole_body: bool,
+}
+
+/// What the runner's index describes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Indexed {
+    None,
+    /// The request gate's current body.
+    Subject(Bytes),
+    /// A request's original body, by id and address.
+    Request {
+        id: u64,
+        ptr: usize,
+        len: usize,
+    },
+}
+
+/// A frame's scope key with its texts owned.
+struct OwnedKey {
+    tenant: Option<String>,
+    virtual_key: Option<String>,
+    environment: Option<String>,
+    model: Option<String>,
+    mcp_server: Option<String>,
+    mcp_tool: Option<String>,
+}
+
+impl OwnedKey {
+    fn as_key(&self) -> FrameKey<'_> {
+        FrameKey {
+            tenant: self.tenant.as_deref(),
+            virtual_key: self.virtual_key.as_deref(),
+            environment: self.environment.as_deref(),
+            model: self.model.as_deref(),
+            mcp_server: self.mcp_server.as_deref(),
+            mcp_tool: self.mcp_tool.as_deref(),
+        }
+    }
 }
 
 /// A call's outcome before its reason is resolved (see `decide`).

@@ -6,7 +6,7 @@
 
 use std::io::Write as _;
 
-use super::runner::{CallOutcome, Change, DecisionRecord, RuntimeSink};
+use super::runner::{CallOutcome, Change, DecisionRecord, RuntimeSink, SkipRecord};
 use crate::evidence::{
     self, Attrs, Evidence as Record, EvidenceWriter, Flags, Kind, Names, Payload, Scope,
 };
@@ -224,6 +224,20 @@ impl<M: RingMemory> RuntimeSink for RingSink<M> {
             detail,
             changed: Names::new(&names[..n]),
             ..Record::new(Kind::Decision)
+        });
+    }
+
+    fn skip(&mut self, skip: &SkipRecord<'_>) {
+        let id = Decimal::of(skip.request_id);
+        let pairs = [(evidence::attr::CAUSE, skip.cause)];
+        self.write(&Record {
+            gate: skip.gate.into(),
+            verdict: evidence::Verdict::Skip,
+            plugin_id: skip.binding,
+            request_id: id.as_str(),
+            plugin: skip.plugin,
+            attrs: Attrs::new(&pairs),
+            ..Record::new(Kind::Skip)
         });
     }
 }
