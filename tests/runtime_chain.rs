@@ -698,3 +698,221 @@ fn a_whole_body_plugin_ends_a_stream_and_an_overflow_is_recorded() {
             .contains(&"audit-whole:skip:stream_over_buffer_cap".to_string())
     );
 }
+
+fn approver() -> PluginSource {
+    let path: PathBuf = plugin_support::c_plugin(
+        "probe_approver",
+        "tests/plugin_sources/probe.c",
+        &[("PLUGIN_NAME", "\"approver\""), ("WITH_APPROVALS", "1")],
+    );
+    PluginSource {
+        name: "approver".into(),
+        pin: Pin::of_file(&path).unwrap(),
+        path,
+    }
+}
+
+fn approval_binding(config: &str) -> BindingSpec {
+    let mut b = bind("approver", 1, config);
+    b.grant = Grant::new(Capabilities::ALL.without(Capabilities::of(&[
+        odock_plugin_abi::Capability::QueueFollowup,
+    ])))
+    .with_integration("approvals");
+    b
+}
+
+fn answer(
+    token: u64,
+    outcome: odock_plugin_abi::AnswerOutcome,
+    body: &[u8],
+) -> odock_dataplane::plugin::IntegrationAnswer<'_> {
+    odock_dataplane::plugin::IntegrationAnswer {
+        token,
+        outcome,
+        body,
+    }
+}
+
+/// A pause parks the frame (the runner goes on with other frames) and the
+/// answer resumes it at the plugin that paused; the rest of the chain runs.
+#[test]
+fn a_paused_frame_resumes_with_its_answer() {
+    use odock_plugin_abi::AnswerOutcome;
+    let (ap, b) = (approver(), probe("probe-b"));
+    let (_rt, mut runner, recorded) = runtime_with(
+        vec![
+            approval_binding("pause:50"),
+            bind("probe-b", 2, "header:x-after=1"),
+        ],
+        &[ap, b],
+    );
+    for (reply, outcome, want) in [
+        (&b"approve"[..], AnswerOutcome::Ok, Verdict::Continue),
+        (
+            b"no",
+            AnswerOutcome::Ok,
+            Verdict::Block {
+                status: 403,
+                reason: "the request was not approved",
+                plugin: "approver",
+            },
+        ),
+        (
+            b"",
+            AnswerOutcome::Timeout,
+            Verdict::Block {
+                status: 504,
+                reason: "the approval did not come in time",
+                plugin: "approver",
+            },
+        ),
+    ] {
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"wire $1M"}]}"#;
+        let f = frame(&[], body);
+        let token = match runner.request(&f).verdict {
+            Verdict::Pause {
+                integration,
+                payload,
+                timeout,
+                token,
+                plugin,
+            } => {
+                assert_eq!(
+                    (integration, plugin, timeout),
+                    ("approvals", "approver", Duration::from_millis(50))
+                );
+                assert_eq!(payload, body);
+                token
+            }
+            other => panic!("expected a pause, got {other:?}"),
+        };
+        assert_eq!(runner.parked(), 1);
+        // The worker is not blocked: another frame runs meanwhile.
+        let other = RequestFrame {
+            request_id: 43,
+            ..frame(&[], b"{}")
+        };
+        assert!(matches!(
+            runner.request(&other).verdict,
+            Verdict::Pause { .. }
+        ));
+        assert_eq!(runner.parked(), 2);
+        assert_eq!(
+            runner
+                .resume(&f, &answer(token + 1000, AnswerOutcome::Ok, b"approve"))
+                .unwrap_err(),
+            odock_dataplane::runtime::ResumeError::WrongToken { request_id: 42 }
+        );
+        let out = runner.resume(&f, &answer(token, outcome, reply)).unwrap();
+        assert_eq!(out.verdict, want);
+        if want == Verdict::Continue {
+            let h = header_map(&out);
+            assert!(
+                h.contains(&("x-approved".into(), "1".into()))
+                    && h.contains(&("x-after".into(), "1".into())),
+                "{h:?}"
+            );
+        }
+        assert_eq!(
+            runner.expire_parked(std::time::Instant::now() + Duration::from_secs(5)),
+            1,
+            "request 43 expires"
+        );
+        assert_eq!(runner.parked(), 0);
+    }
+    let d = recorded.decisions.lock().unwrap().clone();
+    assert!(
+        d.iter()
+            .any(|(p, o)| p == "approver" && o.starts_with("pause")),
+        "{d:?}"
+    );
+}
+
+/// An answer that never comes: the parked frame expires with a timeout
+/// decision, and resuming it later is refused.
+#[test]
+fn a_paused_frame_whose_answer_never_comes_expires() {
+    let ap = approver();
+    let (_rt, mut runner, recorded) = runtime_with(vec![approval_binding("pause:20")], &[ap]);
+    let f = frame(&[], b"{}");
+    let token = match runner.request(&f).verdict {
+        Verdict::Pause { token, .. } => token,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        runner.expire_parked(std::time::Instant::now()),
+        0,
+        "not overdue yet"
+    );
+    std::thread::sleep(
+        Duration::from_millis(20) + Duration::from_secs(1) + Duration::from_millis(50),
+    );
+    assert_eq!(runner.expire_parked(std::time::Instant::now()), 1);
+    assert_eq!(
+        recorded.decisions.lock().unwrap().last().unwrap().1,
+        "overran []"
+    );
+    assert_eq!(
+        runner
+            .resume(
+                &f,
+                &answer(token, odock_plugin_abi::AnswerOutcome::Ok, b"approve")
+            )
+            .unwrap_err(),
+        odock_dataplane::runtime::ResumeError::NotParked { request_id: 42 }
+    );
+}
+
+/// A policy installed while a frame is parked waits: the parked frame
+/// finishes under the policy it started with.
+#[test]
+fn a_parked_frame_finishes_under_its_own_policy() {
+    let (ap, b) = (approver(), probe("probe-b"));
+    let plugins = [ap, b];
+    let runtime = Runtime::new();
+    runtime
+        .install(
+            PolicySpec {
+                version: 1,
+                bindings: vec![
+                    approval_binding("pause:50"),
+                    bind("probe-b", 2, "header:x-v=1"),
+                ],
+            },
+            &plugins,
+        )
+        .unwrap();
+    let mut runner = runtime.runner(0, Box::new(TestSink(Recorded::default())));
+    let f = frame(&[], b"{}");
+    let token = match runner.request(&f).verdict {
+        Verdict::Pause { token, .. } => token,
+        other => panic!("{other:?}"),
+    };
+    runtime
+        .install(
+            PolicySpec {
+                version: 2,
+                bindings: vec![
+                    approval_binding("pause:50"),
+                    bind("probe-b", 2, "header:x-v=2"),
+                ],
+            },
+            &plugins,
+        )
+        .unwrap();
+    let out = runner
+        .resume(
+            &f,
+            &answer(token, odock_plugin_abi::AnswerOutcome::Ok, b"approve"),
+        )
+        .unwrap();
+    assert!(header_map(&out).contains(&("x-v".into(), "1".into())));
+    assert_eq!(runner.policy_version(), 1);
+    // Nothing parked any more: the next frame adopts version 2.
+    let g = RequestFrame {
+        request_id: 44,
+        ..frame(&[], b"{}")
+    };
+    assert!(matches!(runner.request(&g).verdict, Verdict::Pause { .. }));
+    assert_eq!(runner.policy_version(), 2);
+}

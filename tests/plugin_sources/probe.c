@@ -10,6 +10,11 @@
  *   deny                call call_integration, which it never asked for
  *   fail                return ODOCK_ERR_FAILED
  *   evidence:KIND       emit an evidence record of KIND
+ *   pause:MS            (built with -DWITH_APPROVALS) call the integration
+ *                       "approvals" with the request body, timeout MS, and
+ *                       pause; on the answer: "approve" continues with
+ *                       header x-approved=1, anything else blocks 403, a
+ *                       timeout blocks 504
  * The config "fail-init" makes init refuse. Build with
  * -DPLUGIN_NAME='"name"' for a plugin of another name. At the response
  * gate the same commands act on the response (redact: on the chunk in
@@ -138,6 +143,18 @@ static odock_status_t run(state_t *s, odock_call_t *call, const odock_frame_t *f
   }
   if (n == 4 && memcmp(cmd, "fail", 4) == 0) return ODOCK_ERR_FAILED;
   if (starts(cmd, n, "evidence:")) return h->emit_evidence(call, pv(cmd + 9, n - 9), pv("{}", 2));
+#ifdef WITH_APPROVALS
+  if (starts(cmd, n, "pause:")) {
+    uint64_t token = 0;
+    uint32_t ms = (uint32_t)strtoul(cmd + 6, NULL, 10);
+    const odock_host_view_t body = frame->request->body;
+    odock_status_t st = h->call_integration(call, pv("approvals", 9), pv((const char *)body.ptr, body.len), ms, &token);
+    if (st != ODOCK_OK) return st;
+    verdict->kind = ODOCK_VERDICT_PAUSE;
+    verdict->pause_token = token;
+    return ODOCK_OK;
+  }
+#endif
   return ODOCK_ERR_FAILED;
 }
 
@@ -151,12 +168,42 @@ static odock_status_t p_on_request(odock_instance_t *instance, odock_call_t *cal
     if (n > 0) {
       odock_status_t st = run(s, call, frame, verdict, at, n);
       if (st != ODOCK_OK) return st;
-      if (verdict->kind == ODOCK_VERDICT_BLOCK) return ODOCK_OK;
+      if (verdict->kind != ODOCK_VERDICT_CONTINUE) return ODOCK_OK;
     }
     at += n + 1;
   }
   return ODOCK_OK;
 }
+
+#ifdef WITH_APPROVALS
+static odock_status_t p_on_answer(odock_instance_t *instance, odock_call_t *call,
+                                  const odock_frame_t *frame, const odock_integration_answer_t *answer,
+                                  odock_verdict_t *verdict) {
+  state_t *s = (state_t *)instance;
+  (void)frame;
+  if (answer->outcome == ODOCK_ANSWER_OK && answer->body.len == 7 && memcmp(answer->body.ptr, "approve", 7) == 0)
+    return s->host->set_header(call, pv("x-approved", 10), pv("1", 1));
+  verdict->kind = ODOCK_VERDICT_BLOCK;
+  if (answer->outcome == ODOCK_ANSWER_TIMEOUT) {
+    verdict->http_status = 504;
+    verdict->reason = pv("the approval did not come in time", 33);
+  } else {
+    verdict->http_status = 403;
+    verdict->reason = pv("the request was not approved", 28);
+  }
+  return ODOCK_OK;
+}
+static const odock_plugin_view_t INTEGRATIONS[] = {{(const uint8_t *)"approvals", 9}};
+#define CAP_EXTRA ODOCK_CAP_CALL_INTEGRATION
+#define INTEGRATIONS_PTR INTEGRATIONS
+#define INTEGRATIONS_LEN 1
+#define ANSWER_HOOK p_on_answer
+#else
+#define CAP_EXTRA 0
+#define INTEGRATIONS_PTR NULL
+#define INTEGRATIONS_LEN 0
+#define ANSWER_HOOK NULL
+#endif
 
 static const odock_plugin_descriptor_t DESCRIPTOR = {
     sizeof(odock_plugin_descriptor_t),
@@ -165,9 +212,9 @@ static const odock_plugin_descriptor_t DESCRIPTOR = {
     {(const uint8_t *)PLUGIN_NAME, sizeof PLUGIN_NAME - 1},
     {(const uint8_t *)"0.1.0", 5},
     {(const uint8_t *)"{}", 2},
-    NULL,
-    0,
-    ODOCK_CAP_READ_IDENTITY | ODOCK_CAP_READ_HEADERS | ODOCK_CAP_WRITE_HEADERS |
+    INTEGRATIONS_PTR,
+    INTEGRATIONS_LEN,
+    CAP_EXTRA | ODOCK_CAP_READ_IDENTITY | ODOCK_CAP_READ_HEADERS | ODOCK_CAP_WRITE_HEADERS |
         ODOCK_CAP_READ_REQUEST_BODY | ODOCK_CAP_WRITE_REQUEST_BODY | ODOCK_CAP_READ_RESPONSE_BODY |
         ODOCK_CAP_WRITE_RESPONSE_BODY | ODOCK_CAP_BLOCK | ODOCK_CAP_EMIT_EVIDENCE,
     ODOCK_GATE_REQUEST | ODOCK_GATE_RESPONSE,
@@ -177,7 +224,7 @@ static const odock_plugin_descriptor_t DESCRIPTOR = {
     p_on_request,
     p_on_request,
     NULL,
-    NULL,
+    ANSWER_HOOK,
     NULL,
 };
 

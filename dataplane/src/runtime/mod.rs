@@ -8,7 +8,7 @@ mod sink;
 pub use metrics::{Counter, Histogram};
 pub use runner::{
     CallOutcome, Change, ChunkFrame, DecisionRecord, GateRunner, InstallError, Outcome,
-    PluginSource, RequestFrame, ResponseFrame, Runtime, RuntimeSink, SkipRecord, StreamState,
-    Verdict,
+    PluginSource, RequestFrame, ResponseFrame, ResumeError, Runtime, RuntimeSink, SkipRecord,
+    StreamState, Verdict,
 };
 pub use sink::RingSink;

@@ -39,7 +39,7 @@ use super::policy::{BindingSpec, CompiledPolicy, FailureMode, FrameKey, PolicyEr
 use crate::index::{ApiKind, FrameIndex, JsonStr, Part};
 use crate::plugin::{
     Binding, Decision, EvidenceSink, FAIL_CLOSED_REASON, FAIL_CLOSED_STATUS, GateOutput, InitError,
-    LoadError, LoadedPlugin, Pin, PluginInstance, PluginSpec, Transform,
+    IntegrationAnswer, LoadError, LoadedPlugin, Pin, PluginInstance, PluginSpec, Transform,
 };
 
 /// Where a plugin binary is, as control's registry pins it.
@@ -274,6 +274,7 @@ impl Runtime {
             messages: Vec::new(),
             index: Box::new(FrameIndex::new()),
             indexed: Indexed::None,
+            parked: HashMap::new(),
             model_text: Vec::with_capacity(64),
             tool_text: Vec::with_capacity(64),
             sink,
@@ -534,6 +535,21 @@ pub enum Verdict<'r> {
         /// User-visible reason (never the internal detail).
         reason: &'r str,
         /// The plugin that blocked.
+        plugin: &'r str,
+    },
+    /// The frame is parked: make this integration call, then
+    /// [`GateRunner::resume`] with its answer (or a timeout). Only at the
+    /// request gate. The caller sees latency, not an error.
+    Pause {
+        /// The integration to call (one the binding's grant names).
+        integration: &'r str,
+        /// What to send it.
+        payload: &'r [u8],
+        /// How long to wait for its answer.
+        timeout: Duration,
+        /// The token to resume with.
+        token: u64,
+        /// The plugin that paused.
         plugin: &'r str,
     },
 }
@@ -805,6 +821,8 @@ pub struct GateRunner {
     index: Box<FrameIndex>,
     /// Which body `index` describes.
     indexed: Indexed,
+    /// Frames paused at the request gate, by request id.
+    parked: HashMap<u64, Parked>,
     /// Buffers for the decoded model and tool names of the current frame
     /// (scope keys).
     model_text: Vec<u8>,
@@ -861,6 +879,14 @@ impl GateRunner {
         if version == self.seen {
             return;
         }
+        // A parked frame finishes under the policy it started with: a new
+        // policy waits until none is parked (overdue ones are expired).
+        if !self.parked.is_empty() {
+            self.expire_parked(Instant::now());
+            if !self.parked.is_empty() {
+                return;
+            }
+        }
         self.seen = version;
         let next = self.runtime.current();
         let mut old: Vec<Option<(usize, Result<PluginInstance, InitError>)>> =
@@ -913,7 +939,7 @@ impl GateRunner {
             body: frame.body,
         };
         let verdict = self.run_chain(Gate::Request, frame, subject, None);
-        self.outcome(verdict, subject)
+        self.outcome(frame.request_id, verdict, subject)
     }
 
     /// Runs the response gate over a whole (not streamed) answer. Every
@@ -933,7 +959,7 @@ impl GateRunner {
             chunk: None,
         };
         let verdict = self.run_chain(Gate::Response, request, subject, Some(meta));
-        self.outcome(verdict, subject)
+        self.outcome(request.request_id, verdict, subject)
     }
 
     /// Runs the response gate over one chunk of a streamed answer (one SSE
@@ -978,7 +1004,7 @@ impl GateRunner {
         if chunk.last && matches!(verdict, VerdictRef::Continue) && stream.whole_body_plugins {
             verdict = self.run_whole_body(request, chunk, stream);
         }
-        self.outcome(verdict, subject)
+        self.outcome(request.request_id, verdict, subject)
     }
 
     /// The whole-body plugins of a stream, on its buffered body, at its end.
@@ -1027,7 +1053,8 @@ impl GateRunner {
                         binding,
                     }
                 }
-                VerdictRef::Continue => VerdictRef::Continue,
+                // The host refuses a pause outside the request gate.
+                VerdictRef::Continue | VerdictRef::Pause => VerdictRef::Continue,
             }
         };
         stream.buffer = buffer;
@@ -1035,9 +1062,28 @@ impl GateRunner {
         verdict
     }
 
-    fn outcome<'r>(&'r self, verdict: VerdictRef, subject: Subject<'r>) -> Outcome<'r> {
+    fn outcome<'r>(
+        &'r self,
+        request_id: u64,
+        verdict: VerdictRef,
+        subject: Subject<'r>,
+    ) -> Outcome<'r> {
         let verdict = match verdict {
             VerdictRef::Continue => Verdict::Continue,
+            VerdictRef::Pause => {
+                let call = &self
+                    .parked
+                    .get(&request_id)
+                    .expect("a paused frame is parked")
+                    .call;
+                Verdict::Pause {
+                    integration: &call.integration,
+                    payload: &call.payload,
+                    timeout: call.timeout,
+                    token: call.token,
+                    plugin: &call.plugin,
+                }
+            }
             VerdictRef::Block {
                 status,
                 reason,
@@ -1128,8 +1174,34 @@ impl GateRunner {
         self.chain.clear();
         self.chain
             .extend(installed.policy.chain(gate, &key, &mut self.scratch));
-        let mut verdict = VerdictRef::Continue;
-        for i in 0..self.chain.len() {
+        let (verdict, at) =
+            self.chain_loop(&installed, gate, frame, subject, response, key, 0, None);
+        if let VerdictRef::Pause = verdict {
+            self.park(&installed, frame, subject, key, at);
+        }
+        self.model_text = model_text;
+        self.tool_text = tool_text;
+        verdict
+    }
+
+    /// Runs the chain from position `start`; the first call gets `answer`
+    /// (a resumed pause). Returns the verdict and the position it stopped at.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one frame, passed through"
+    )]
+    fn chain_loop(
+        &mut self,
+        installed: &Arc<Installed>,
+        gate: Gate,
+        frame: &RequestFrame<'_>,
+        subject: Subject<'_>,
+        response: Option<ResponseMeta>,
+        key: FrameKey<'_>,
+        start: usize,
+        mut answer: Option<&IntegrationAnswer<'_>>,
+    ) -> (VerdictRef, usize) {
+        for i in start..self.chain.len() {
             let id = self.chain[i];
             // Per chunk, only per-chunk plugins; at a stream's end, only
             // whole-body ones.
@@ -1141,7 +1213,7 @@ impl GateRunner {
                 }
             }
             let site = Site {
-                installed: &installed,
+                installed,
                 id,
                 gate,
                 frame,
@@ -1149,14 +1221,158 @@ impl GateRunner {
                 subject,
                 response,
             };
-            if let Some(block) = self.call(&site) {
-                verdict = block;
-                break;
+            if let Some(stop) = self.call(&site, answer.take()) {
+                return (stop, i);
             }
         }
-        self.model_text = model_text;
-        self.tool_text = tool_text;
-        verdict
+        (VerdictRef::Continue, self.chain.len())
+    }
+
+    /// Parks a frame whose plugin at chain position `at` paused: its state,
+    /// chain and policy move into the parked table until
+    /// [`GateRunner::resume`] or expiry.
+    fn park(
+        &mut self,
+        installed: &Arc<Installed>,
+        frame: &RequestFrame<'_>,
+        subject: Subject<'_>,
+        key: FrameKey<'_>,
+        at: usize,
+    ) {
+        let call = self
+            .out
+            .integration_call()
+            .expect("a pause carries its integration call");
+        let pending = PendingCall {
+            token: call.token,
+            integration: call.name.to_owned(),
+            payload: call.payload.to_owned(),
+            timeout: Duration::from_millis(u64::from(call.timeout_ms)),
+            plugin: installed.policy.bindings()[self.chain[at] as usize]
+                .plugin
+                .clone(),
+        };
+        let parked = Parked {
+            installed: Arc::clone(installed),
+            chain: self.chain.clone(),
+            at,
+            state: std::mem::take(&mut self.state),
+            key: OwnedKey::of(&key),
+            body: (subject.body.as_ptr() as usize, subject.body.len()),
+            deadline: Instant::now() + pending.timeout + PARK_GRACE,
+            call: pending,
+        };
+        self.parked.insert(frame.request_id, parked);
+    }
+
+    /// Resumes a frame that paused at the request gate, with the answer to
+    /// its integration call (or [`AnswerOutcome::Timeout`] /
+    /// [`AnswerOutcome::Failed`](odock_plugin_abi::AnswerOutcome::Failed)).
+    /// `frame` must be the frame that paused. The paused plugin decides on
+    /// the answer; then the rest of the chain runs, under the policy the
+    /// frame started with.
+    ///
+    /// # Errors
+    /// [`ResumeError`] when no frame of this id is parked, the token is not
+    /// the one the pause returned, or `frame` is not the frame that paused.
+    pub fn resume<'r>(
+        &'r mut self,
+        frame: &'r RequestFrame<'r>,
+        answer: &IntegrationAnswer<'_>,
+    ) -> Result<Outcome<'r>, ResumeError> {
+        let Some(parked) = self.parked.remove(&frame.request_id) else {
+            return Err(ResumeError::NotParked {
+                request_id: frame.request_id,
+            });
+        };
+        let subject = Subject {
+            headers: frame.headers,
+            body: frame.body,
+        };
+        if parked.call.token != answer.token
+            || parked.body != (frame.body.as_ptr() as usize, frame.body.len())
+        {
+            let wrong_token = parked.call.token != answer.token;
+            self.parked.insert(frame.request_id, parked);
+            return Err(if wrong_token {
+                ResumeError::WrongToken {
+                    request_id: frame.request_id,
+                }
+            } else {
+                ResumeError::OtherFrame {
+                    request_id: frame.request_id,
+                }
+            });
+        }
+        let Parked {
+            installed,
+            chain,
+            at,
+            state,
+            key,
+            ..
+        } = parked;
+        self.state = state;
+        self.chain = chain;
+        self.indexed = Indexed::None;
+        self.index_request(Gate::Request, frame, subject);
+        let key_ref = key.as_key();
+        let (verdict, at) = self.chain_loop(
+            &installed,
+            Gate::Request,
+            frame,
+            subject,
+            None,
+            key_ref,
+            at,
+            Some(answer),
+        );
+        if let VerdictRef::Pause = verdict {
+            self.park(&installed, frame, subject, key_ref, at);
+        }
+        Ok(self.outcome(frame.request_id, verdict, subject))
+    }
+
+    /// Frames parked on this runner.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Drops parked frames whose answer is overdue (their integration
+    /// timeout plus a grace period passed without [`GateRunner::resume`]),
+    /// recording a timeout decision for each; returns how many. The gateway
+    /// normally resumes a timed-out call itself, with
+    /// [`AnswerOutcome::Timeout`]; this is for answers that never come.
+    pub fn expire_parked(&mut self, now: Instant) -> usize {
+        let overdue: Vec<u64> = self
+            .parked
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &overdue {
+            let parked = self.parked.remove(id).expect("listed above");
+            let binding_id = parked.chain[parked.at];
+            let binding = &parked.installed.policy.bindings()[binding_id as usize];
+            let key = parked.key.as_key();
+            self.sink.decision(&DecisionRecord {
+                request_id: *id,
+                worker: self.worker,
+                gate: Gate::Request,
+                plugin: &binding.plugin,
+                binding: binding_id,
+                policy_version: parked.installed.policy.version(),
+                outcome: CallOutcome::Overran {
+                    budget: parked.call.timeout,
+                },
+                changes: &[],
+                duration: parked.call.timeout,
+                scope: key,
+                failure_mode: binding.failure_mode,
+                invalid_index: false,
+            });
+        }
+        overdue.len()
     }
 
     /// Indexes the request body the plugins see: at the request gate the
@@ -1188,7 +1404,11 @@ impl GateRunner {
 
     /// Calls the binding of `site` on the current frame state; `Some` when
     /// it blocks.
-    fn call(&mut self, site: &Site<'_>) -> Option<VerdictRef> {
+    fn call(
+        &mut self,
+        site: &Site<'_>,
+        answer: Option<&IntegrationAnswer<'_>>,
+    ) -> Option<VerdictRef> {
         let (frame, gate, subject) = (site.frame, site.gate, site.subject);
         let binding: &BindingSpec = &site.installed.policy.bindings()[site.id as usize];
         let slot = site.installed.slots[site.id as usize];
@@ -1271,7 +1491,12 @@ impl GateRunner {
         }
 
         let started = Instant::now();
-        let decision = instance.call_gate(&view, &mut self.out, &mut *self.sink);
+        let decision = match answer {
+            None => instance.call_gate(&view, &mut self.out, &mut *self.sink),
+            Some(answer) => {
+                instance.on_integration_answer(&view, answer, &mut self.out, &mut *self.sink)
+            }
+        };
         let duration = started.elapsed();
         self.views = recycle(views);
         self.messages = recycle(messages);
@@ -1341,11 +1566,9 @@ impl GateRunner {
                 })
             }
             Decision::Pause => {
-                // Pauses are resumed by the paused-frame table, which comes
-                // with the integration transport; until then a pause is
-                // handled as a failure of the call.
                 self.metrics.add(slot, gate, Counter::Pauses, 1);
-                self.fail(site, duration, None)
+                self.decide(site, Outcome_::Pause, false, duration);
+                Some(VerdictRef::Pause)
             }
         }
     }
@@ -1494,6 +1717,7 @@ impl GateRunner {
                 detail: detail.map_or(&[][..], resolve),
             },
             Outcome_::FailedOpen => CallOutcome::FailedOpen,
+            Outcome_::Pause => CallOutcome::Pause,
             Outcome_::Overran { budget } => CallOutcome::Overran { budget },
         };
         // At most a handful of changes per call: a fixed array, no heap.
@@ -1595,6 +1819,81 @@ enum Indexed {
     },
 }
 
+/// How long past its integration timeout a parked frame waits for
+/// [`GateRunner::resume`] before [`GateRunner::expire_parked`] drops it.
+const PARK_GRACE: Duration = Duration::from_secs(1);
+
+/// The integration call a parked frame waits on.
+struct PendingCall {
+    token: u64,
+    integration: String,
+    payload: Vec<u8>,
+    timeout: Duration,
+    plugin: String,
+}
+
+/// A frame paused at the request gate.
+struct Parked {
+    installed: Arc<Installed>,
+    chain: Vec<u32>,
+    /// The chain position of the plugin that paused.
+    at: usize,
+    state: FrameState,
+    key: OwnedKey,
+    /// The address and length of the body that paused, to check `resume`.
+    body: (usize, usize),
+    deadline: Instant,
+    call: PendingCall,
+}
+
+/// Why a frame could not be resumed. Nothing changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumeError {
+    /// No frame of this request id is parked on this runner (never paused,
+    /// already resumed, or expired).
+    NotParked {
+        /// The request id.
+        request_id: u64,
+    },
+    /// The answer's token is not the one the pause returned.
+    WrongToken {
+        /// The request id.
+        request_id: u64,
+    },
+    /// The frame is not the one that paused (another body).
+    OtherFrame {
+        /// The request id.
+        request_id: u64,
+    },
+}
+
+impl fmt::Display for ResumeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResumeError::NotParked { request_id } => {
+                write!(
+                    f,
+                    "request {request_id} is not parked here (never paused, resumed, or expired)"
+                )
+            }
+            ResumeError::WrongToken { request_id } => {
+                write!(
+                    f,
+                    "request {request_id}: the answer's token is not the pending call's"
+                )
+            }
+            ResumeError::OtherFrame { request_id } => {
+                write!(
+                    f,
+                    "request {request_id}: resumed with another frame than the one that paused"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ResumeError {}
+
 /// A frame's scope key with its texts owned.
 struct OwnedKey {
     tenant: Option<String>,
@@ -1606,6 +1905,17 @@ struct OwnedKey {
 }
 
 impl OwnedKey {
+    fn of(key: &FrameKey<'_>) -> OwnedKey {
+        OwnedKey {
+            tenant: key.tenant.map(str::to_owned),
+            virtual_key: key.virtual_key.map(str::to_owned),
+            environment: key.environment.map(str::to_owned),
+            model: key.model.map(str::to_owned),
+            mcp_server: key.mcp_server.map(str::to_owned),
+            mcp_tool: key.mcp_tool.map(str::to_owned),
+        }
+    }
+
     fn as_key(&self) -> FrameKey<'_> {
         FrameKey {
             tenant: self.tenant.as_deref(),
@@ -1622,6 +1932,7 @@ impl OwnedKey {
 #[derive(Clone, Copy)]
 enum Outcome_ {
     Continue,
+    Pause,
     Block {
         status: u16,
         reason: Reason,
@@ -1647,6 +1958,7 @@ fn installed_plugin_name(installed: &Installed, binding: u32) -> &str {
 #[derive(Debug, Clone, Copy)]
 enum VerdictRef {
     Continue,
+    Pause,
     Block {
         status: u16,
         reason: Bytes,
