@@ -1,4 +1,6 @@
-//! The Odock control process (see `../shared/DESIGN.md`, "Separate control
-//! process"). Its daemon, socket API and evidence log are tracked in their own
-//! issue; this crate holds them as they land.
-#![forbid(unsafe_code)]
+//! The Odock control process: the durable evidence log, the drainer that
+//! fills it from the dataplanes' evidence rings, the plugin registry,
+//! scopes and bindings, policy push, and the local socket API.
+#![deny(unsafe_code)]
+
+pub mod log;
