@@ -59,6 +59,8 @@ impl RuntimeSink for CountingSink {
     }
 
     fn skip(&mut self, _: &odock_dataplane::runtime::SkipRecord<'_>) {}
+
+    fn follow_up(&mut self, _: &odock_dataplane::runtime::FollowUpRecord<'_>) {}
 }
 
 #[test]

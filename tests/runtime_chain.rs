@@ -103,6 +103,8 @@ impl RuntimeSink for TestSink {
             .unwrap()
             .push(format!("{}:skip:{}", s.plugin, s.cause));
     }
+
+    fn follow_up(&mut self, _: &odock_dataplane::runtime::FollowUpRecord<'_>) {}
 }
 
 fn runtime_with(

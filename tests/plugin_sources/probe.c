@@ -10,6 +10,10 @@
  *   deny                call call_integration, which it never asked for
  *   fail                return ODOCK_ERR_FAILED
  *   evidence:KIND       emit an evidence record of KIND
+ *   followup:KIND       (built with -DWITH_FOLLOWUPS) queue follow-up work of
+ *                       KIND; its run emits evidence "followup.done", after
+ *                       failing as often as a "fails:N" command says
+ *   fails:N             (with -DWITH_FOLLOWUPS) the first N follow-up runs fail
  *   pause:MS            (built with -DWITH_APPROVALS) call the integration
  *                       "approvals" with the request body, timeout MS, and
  *                       pause; on the answer: "approve" continues with
@@ -38,6 +42,7 @@
 
 typedef struct {
   const odock_host_api_t *host;
+  long fails_left;
   size_t len;
   char config[];
 } state_t;
@@ -57,9 +62,14 @@ static odock_status_t p_init(const odock_host_api_t *host, odock_call_t *call,
   state_t *s = malloc(sizeof *s + args->config.len + 1);
   if (s == NULL) return ODOCK_ERR_FAILED;
   s->host = host;
+  s->fails_left = 0;
   s->len = args->config.len;
   memcpy(s->config, args->config.ptr, args->config.len);
   s->config[s->len] = '\0';
+  {
+    const char *f = strstr(s->config, "fails:");
+    if (f != NULL) s->fails_left = strtol(f + 6, NULL, 10);
+  }
   *out = (odock_instance_t *)s;
   return ODOCK_OK;
 }
@@ -143,6 +153,10 @@ static odock_status_t run(state_t *s, odock_call_t *call, const odock_frame_t *f
   }
   if (n == 4 && memcmp(cmd, "fail", 4) == 0) return ODOCK_ERR_FAILED;
   if (starts(cmd, n, "evidence:")) return h->emit_evidence(call, pv(cmd + 9, n - 9), pv("{}", 2));
+  if (starts(cmd, n, "fails:")) return ODOCK_OK;
+#ifdef WITH_FOLLOWUPS
+  if (starts(cmd, n, "followup:")) return h->queue_followup(call, pv(cmd + 9, n - 9), pv("{}", 2));
+#endif
 #ifdef WITH_APPROVALS
   if (starts(cmd, n, "pause:")) {
     uint64_t token = 0;
@@ -174,6 +188,24 @@ static odock_status_t p_on_request(odock_instance_t *instance, odock_call_t *cal
   }
   return ODOCK_OK;
 }
+
+#ifdef WITH_FOLLOWUPS
+static odock_status_t p_on_followup(odock_instance_t *instance, odock_call_t *call, odock_host_view_t kind,
+                                    odock_host_view_t payload) {
+  state_t *s = (state_t *)instance;
+  (void)payload;
+  if (s->fails_left > 0) {
+    s->fails_left--;
+    return ODOCK_ERR_FAILED;
+  }
+  return s->host->emit_evidence(call, pv("followup.done", 13), pv((const char *)kind.ptr, kind.len));
+}
+#define CAP_FOLLOWUP ODOCK_CAP_QUEUE_FOLLOWUP
+#define FOLLOWUP_HOOK p_on_followup
+#else
+#define CAP_FOLLOWUP 0
+#define FOLLOWUP_HOOK NULL
+#endif
 
 #ifdef WITH_APPROVALS
 static odock_status_t p_on_answer(odock_instance_t *instance, odock_call_t *call,
@@ -214,18 +246,18 @@ static const odock_plugin_descriptor_t DESCRIPTOR = {
     {(const uint8_t *)"{}", 2},
     INTEGRATIONS_PTR,
     INTEGRATIONS_LEN,
-    CAP_EXTRA | ODOCK_CAP_READ_IDENTITY | ODOCK_CAP_READ_HEADERS | ODOCK_CAP_WRITE_HEADERS |
+    CAP_EXTRA | CAP_FOLLOWUP | ODOCK_CAP_READ_IDENTITY | ODOCK_CAP_READ_HEADERS | ODOCK_CAP_WRITE_HEADERS |
         ODOCK_CAP_READ_REQUEST_BODY | ODOCK_CAP_WRITE_REQUEST_BODY | ODOCK_CAP_READ_RESPONSE_BODY |
         ODOCK_CAP_WRITE_RESPONSE_BODY | ODOCK_CAP_BLOCK | ODOCK_CAP_EMIT_EVIDENCE,
-    ODOCK_GATE_REQUEST | ODOCK_GATE_RESPONSE,
+    ODOCK_GATE_REQUEST | ODOCK_GATE_RESPONSE | ODOCK_GATE_COMPLETE,
     RESPONSE_MODE,
     p_init,
     p_destroy,
     p_on_request,
     p_on_request,
-    NULL,
+    p_on_request,
     ANSWER_HOOK,
-    NULL,
+    FOLLOWUP_HOOK,
 };
 
 ODOCK_PLUGIN_EXPORT const odock_plugin_descriptor_t *odock_plugin_entry_v1(void) {

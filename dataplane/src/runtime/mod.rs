@@ -1,5 +1,6 @@
 //! The runtime the gateway links: policy, chains, workers and gates.
 
+pub mod complete;
 pub mod metrics;
 pub mod policy;
 mod runner;
@@ -7,8 +8,8 @@ mod sink;
 
 pub use metrics::{Counter, Histogram};
 pub use runner::{
-    CallOutcome, Change, ChunkFrame, DecisionRecord, GateRunner, InstallError, Outcome,
-    PluginSource, RequestFrame, ResponseFrame, ResumeError, Runtime, RuntimeSink, SkipRecord,
-    StreamState, Verdict,
+    CallOutcome, Change, ChunkFrame, DecisionRecord, FOLLOW_UP_ATTEMPTS, FollowUpRecord,
+    FollowUpState, GateRunner, InstallError, Outcome, PluginSource, RequestFrame, ResponseFrame,
+    ResumeError, Runtime, RuntimeSink, SkipRecord, StreamState, Verdict,
 };
 pub use sink::RingSink;

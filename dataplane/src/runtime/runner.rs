@@ -275,6 +275,7 @@ impl Runtime {
             index: Box::new(FrameIndex::new()),
             indexed: Indexed::None,
             parked: HashMap::new(),
+            followups: Vec::new(),
             model_text: Vec::with_capacity(64),
             tool_text: Vec::with_capacity(64),
             sink,
@@ -348,6 +349,9 @@ pub trait RuntimeSink: EvidenceSink + Send {
 
     /// A plugin that did not run (or whose changes could not apply).
     fn skip(&mut self, skip: &SkipRecord<'_>);
+
+    /// Follow-up work was queued, retried, failed or delivered.
+    fn follow_up(&mut self, record: &FollowUpRecord<'_>);
 }
 
 /// What one plugin decided on one frame, for evidence.
@@ -519,8 +523,11 @@ pub struct SkipRecord<'a> {
     /// The binding id.
     pub binding: u32,
     /// A short code for why (`stream_over_buffer_cap`,
-    /// `stream_already_sent`, ...).
+    /// `stream_already_sent`, `complete_queue_full`, ...).
     pub cause: &'static str,
+    /// How many frames or calls this record stands for (1 but for queue
+    /// overflow, which is counted).
+    pub count: u64,
 }
 
 /// The gate's answer for a frame.
@@ -823,6 +830,8 @@ pub struct GateRunner {
     indexed: Indexed,
     /// Frames paused at the request gate, by request id.
     parked: HashMap<u64, Parked>,
+    /// Follow-up work queued by hooks, in no particular order.
+    followups: Vec<FollowUpTask>,
     /// Buffers for the decoded model and tool names of the current frame
     /// (scope keys).
     model_text: Vec<u8>,
@@ -960,6 +969,23 @@ impl GateRunner {
         };
         let verdict = self.run_chain(Gate::Response, request, subject, Some(meta));
         self.outcome(request.request_id, verdict, subject)
+    }
+
+    /// Runs the complete gate, after the caller has the answer: plugins
+    /// emit evidence and queue follow-up work; nothing they decide changes
+    /// the exchange (a block is not valid here and counts as a failure).
+    /// Meant for the complete pool (`runtime::complete`), off the workers'
+    /// hot path.
+    pub fn complete(&mut self, request: &RequestFrame<'_>, response: &ResponseFrame<'_>) {
+        let subject = Subject {
+            headers: response.headers,
+            body: response.body,
+        };
+        let meta = ResponseMeta {
+            status: response.status,
+            chunk: None,
+        };
+        let _ = self.run_chain(Gate::Complete, request, subject, Some(meta));
     }
 
     /// Runs the response gate over one chunk of a streamed answer (one SSE
@@ -1333,6 +1359,115 @@ impl GateRunner {
         Ok(self.outcome(frame.request_id, verdict, subject))
     }
 
+    /// Queues the follow-up work the last call asked for (a failed call's
+    /// was dropped by the host).
+    fn queue_followups(&mut self, site: &Site<'_>) {
+        if self.out.followups().len() == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let plugin = &site.installed.policy.bindings()[site.id as usize].plugin;
+        for f in self.out.followups() {
+            self.sink.follow_up(&FollowUpRecord {
+                request_id: site.frame.request_id,
+                worker: self.worker,
+                plugin,
+                binding: site.id,
+                kind: f.kind,
+                attempts: 0,
+                state: FollowUpState::Queued,
+                detail: "",
+            });
+            self.followups.push(FollowUpTask {
+                installed: Arc::clone(site.installed),
+                binding: site.id,
+                request_id: site.frame.request_id,
+                kind: f.kind.to_owned(),
+                payload: f.payload.to_owned(),
+                attempts: 0,
+                due: now,
+            });
+        }
+    }
+
+    /// Runs the follow-up work that is due (at most `max` pieces), off the
+    /// hot path: a worker calls this when idle, the complete pool after each
+    /// frame. A failure is tried again after a backoff that doubles (from
+    /// 100 ms, at most 30 s), [`FOLLOW_UP_ATTEMPTS`] times in all; every
+    /// step leaves a `follow_up` record. Returns how many ran.
+    pub fn run_followups(&mut self, now: Instant, max: usize) -> usize {
+        let mut ran = 0;
+        let mut i = 0;
+        while i < self.followups.len() && ran < max {
+            if self.followups[i].due > now {
+                i += 1;
+                continue;
+            }
+            let mut task = self.followups.swap_remove(i);
+            ran += 1;
+            task.attempts += 1;
+            let binding = &task.installed.policy.bindings()[task.binding as usize];
+            // The instance of its binding, unless the policy changed since.
+            let result = if Arc::ptr_eq(&task.installed, &self.installed) {
+                match &mut self.instances[task.binding as usize] {
+                    Ok(instance) => instance
+                        .run_followup(
+                            crate::plugin::FollowUp {
+                                kind: &task.kind,
+                                payload: &task.payload,
+                            },
+                            &mut *self.sink,
+                        )
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            } else {
+                task.attempts = FOLLOW_UP_ATTEMPTS;
+                Err("its binding went away with a new policy".to_owned())
+            };
+            let (state, detail) = match &result {
+                Ok(()) => (FollowUpState::Delivered, ""),
+                Err(e) if task.attempts < FOLLOW_UP_ATTEMPTS => {
+                    (FollowUpState::Retried, e.as_str())
+                }
+                Err(e) => (FollowUpState::Failed, e.as_str()),
+            };
+            self.sink.follow_up(&FollowUpRecord {
+                request_id: task.request_id,
+                worker: self.worker,
+                plugin: &binding.plugin,
+                binding: task.binding,
+                kind: &task.kind,
+                attempts: task.attempts,
+                state,
+                detail,
+            });
+            if state == FollowUpState::Retried {
+                let backoff = FOLLOW_UP_BACKOFF
+                    .saturating_mul(1 << (task.attempts - 1).min(16))
+                    .min(FOLLOW_UP_BACKOFF_MAX);
+                task.due = now + backoff;
+                self.followups.push(task);
+            }
+        }
+        ran
+    }
+
+    /// Follow-up work waiting (due or not).
+    pub fn followups_pending(&self) -> usize {
+        self.followups.len()
+    }
+
+    /// When the next follow-up is due, if any is waiting.
+    pub fn next_followup_due(&self) -> Option<Instant> {
+        self.followups.iter().map(|t| t.due).min()
+    }
+
+    /// Records a skip that is not a plugin's (the complete pool's).
+    pub(crate) fn record_skip(&mut self, skip: &SkipRecord<'_>) {
+        self.sink.skip(skip);
+    }
+
     /// Frames parked on this runner.
     pub fn parked(&self) -> usize {
         self.parked.len()
@@ -1512,6 +1647,7 @@ impl GateRunner {
             self.metrics.add(slot, gate, Counter::Timeouts, 1);
             return self.fail(site, duration, Some(binding.time_budget));
         }
+        self.queue_followups(site);
         match decision {
             Decision::Continue => {
                 let read_only = matches!(
@@ -1584,6 +1720,7 @@ impl GateRunner {
             plugin: &binding.plugin,
             binding: site.id,
             cause,
+            count: 1,
         });
     }
 
@@ -1610,6 +1747,7 @@ impl GateRunner {
                 plugin: &installed.policy.bindings()[id as usize].plugin,
                 binding: id,
                 cause,
+                count: 1,
             });
         }
     }
@@ -1773,7 +1911,7 @@ fn span_view(body: &[u8], span: Option<crate::index::Span>) -> &[u8] {
 
 /// One call of one binding on one frame.
 struct Site<'a> {
-    installed: &'a Installed,
+    installed: &'a Arc<Installed>,
     id: u32,
     gate: Gate,
     frame: &'a RequestFrame<'a>,
@@ -1817,6 +1955,59 @@ enum Indexed {
         ptr: usize,
         len: usize,
     },
+}
+
+/// How often a failed follow-up is tried in all.
+pub const FOLLOW_UP_ATTEMPTS: u32 = 5;
+/// The wait before the first retry of a follow-up; it doubles each time.
+const FOLLOW_UP_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two tries.
+const FOLLOW_UP_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Work a plugin queued, waiting to run off the hot path.
+struct FollowUpTask {
+    installed: Arc<Installed>,
+    binding: u32,
+    request_id: u64,
+    kind: String,
+    payload: Vec<u8>,
+    /// Tries so far.
+    attempts: u32,
+    due: Instant,
+}
+
+/// What happened to a piece of follow-up work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowUpState {
+    /// Queued by a hook.
+    Queued,
+    /// Failed; tried again after a backoff.
+    Retried,
+    /// Failed for good (out of tries, or its binding went away).
+    Failed,
+    /// Done.
+    Delivered,
+}
+
+/// A follow-up's progress, for evidence.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowUpRecord<'a> {
+    /// The request that queued it.
+    pub request_id: u64,
+    /// The worker.
+    pub worker: u32,
+    /// The plugin.
+    pub plugin: &'a str,
+    /// The binding id.
+    pub binding: u32,
+    /// The plugin's kind of work.
+    pub kind: &'a str,
+    /// Tries so far.
+    pub attempts: u32,
+    /// What happened.
+    pub state: FollowUpState,
+    /// Why it failed, if it did.
+    pub detail: &'a str,
 }
 
 /// How long past its integration timeout a parked frame waits for

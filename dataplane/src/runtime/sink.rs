@@ -6,7 +6,9 @@
 
 use std::io::Write as _;
 
-use super::runner::{CallOutcome, Change, DecisionRecord, RuntimeSink, SkipRecord};
+use super::runner::{
+    CallOutcome, Change, DecisionRecord, FollowUpRecord, FollowUpState, RuntimeSink, SkipRecord,
+};
 use crate::evidence::{
     self, Attrs, Evidence as Record, EvidenceWriter, Flags, Kind, Names, Payload, Scope,
 };
@@ -234,10 +236,32 @@ impl<M: RingMemory> RuntimeSink for RingSink<M> {
             gate: skip.gate.into(),
             verdict: evidence::Verdict::Skip,
             plugin_id: skip.binding,
+            count: skip.count,
             request_id: id.as_str(),
             plugin: skip.plugin,
             attrs: Attrs::new(&pairs),
             ..Record::new(Kind::Skip)
+        });
+    }
+
+    fn follow_up(&mut self, r: &FollowUpRecord<'_>) {
+        let id = Decimal::of(r.request_id);
+        let pairs = [(evidence::attr::FOLLOWUP, r.kind)];
+        let verdict = match r.state {
+            FollowUpState::Queued => evidence::Verdict::Queued,
+            FollowUpState::Retried => evidence::Verdict::Retried,
+            FollowUpState::Failed => evidence::Verdict::Failed,
+            FollowUpState::Delivered => evidence::Verdict::Delivered,
+        };
+        self.write(&Record {
+            verdict,
+            plugin_id: r.binding,
+            count: u64::from(r.attempts),
+            request_id: id.as_str(),
+            plugin: r.plugin,
+            detail: r.detail,
+            attrs: Attrs::new(&pairs),
+            ..Record::new(Kind::FollowUp)
         });
     }
 }
