@@ -918,3 +918,65 @@ fn a_parked_frame_finishes_under_its_own_policy() {
     assert!(matches!(runner.request(&g).verdict, Verdict::Pause { .. }));
     assert_eq!(runner.policy_version(), 2);
 }
+
+/// A plugin stuck far past its budget: the watchdog reports the worker
+/// stuck (health and evidence, once), and when the call returns it is an
+/// overrun under the failure mode.
+#[test]
+fn the_watchdog_reports_a_worker_stuck_in_a_plugin() {
+    use odock_dataplane::runtime::watchdog::WorkerState;
+    let p = probe("probe-a");
+    let mut slow = bind("probe-a", 1, "sleep:600");
+    slow.time_budget = Duration::from_millis(10);
+    let runtime = Runtime::new();
+    runtime
+        .install(
+            PolicySpec {
+                version: 1,
+                bindings: vec![slow],
+            },
+            &[p],
+        )
+        .unwrap();
+    let watchdog_seen = Recorded::default();
+    let _watchdog = runtime.start_watchdog(
+        Duration::from_millis(5),
+        Duration::from_millis(50),
+        Box::new(TestSink(watchdog_seen.clone())),
+    );
+    let worker_rt = runtime.clone();
+    let worker = std::thread::spawn(move || {
+        let mut runner = worker_rt.runner(7, Box::new(TestSink(Recorded::default())));
+        let f = frame(&[], b"{}");
+        runner.request(&f).verdict == Verdict::Continue
+    });
+    let start = std::time::Instant::now();
+    let mut saw_stuck = false;
+    while start.elapsed() < Duration::from_millis(550) {
+        let health = runtime.health(Duration::from_millis(50));
+        if let Some(h) = health.iter().find(|h| h.worker == 7) {
+            if let WorkerState::Stuck { plugin, .. } = &h.state {
+                assert_eq!(plugin, "probe-a");
+                saw_stuck = true;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(saw_stuck, "health never showed the worker stuck");
+    // Enforce: the overrun blocks when the call finally returns.
+    assert!(
+        !worker.join().unwrap(),
+        "the overrun must not continue under enforce"
+    );
+    std::thread::sleep(Duration::from_millis(30));
+    let h = runtime.health(Duration::from_millis(50));
+    let h = h.iter().find(|h| h.worker == 7).unwrap();
+    assert_eq!((h.state.clone(), h.stuck_episodes), (WorkerState::Idle, 1));
+    let reports = watchdog_seen.host.lock().unwrap().clone();
+    assert_eq!(
+        reports,
+        vec!["probe-a:skip:worker_stuck".to_string()],
+        "reported once per episode"
+    );
+}

@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod policy;
 mod runner;
 mod sink;
+pub mod watchdog;
 
 pub use metrics::{Counter, Histogram};
 pub use runner::{

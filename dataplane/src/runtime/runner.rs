@@ -108,6 +108,9 @@ pub struct Runtime {
 }
 
 struct Shared {
+    /// The zero of the runners' `Busy` clocks.
+    epoch: Instant,
+    busy: Mutex<Vec<Arc<super::watchdog::Busy>>>,
     version: AtomicU64,
     installed: Mutex<Arc<Installed>>,
     loaded: Mutex<HashMap<LoadKey, Arc<LoadedPlugin>>>,
@@ -142,6 +145,8 @@ impl Runtime {
         };
         Runtime {
             shared: Arc::new(Shared {
+                epoch: Instant::now(),
+                busy: Mutex::new(Vec::new()),
                 version: AtomicU64::new(0),
                 installed: Mutex::new(Arc::new(empty)),
                 loaded: Mutex::new(HashMap::new()),
@@ -255,6 +260,12 @@ impl Runtime {
     /// A runner for worker `worker`, writing evidence to `sink`.
     pub fn runner(&self, worker: u32, sink: Box<dyn RuntimeSink>) -> GateRunner {
         let metrics = Arc::new(WorkerMetrics::new());
+        let busy = Arc::new(super::watchdog::Busy::new(worker));
+        self.shared
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&busy));
         self.shared
             .workers
             .lock()
@@ -280,6 +291,7 @@ impl Runtime {
             tool_text: Vec::with_capacity(64),
             sink,
             metrics,
+            busy,
         }
     }
 
@@ -312,6 +324,28 @@ impl Runtime {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    pub(crate) fn epoch(&self) -> Instant {
+        self.shared.epoch
+    }
+
+    pub(crate) fn busy_handles(&self) -> Vec<Arc<super::watchdog::Busy>> {
+        self.shared
+            .busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn plugin_name(&self, slot: usize) -> String {
+        self.shared
+            .slot_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(slot)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn slot(&self, plugin: &str) -> Option<usize> {
@@ -838,6 +872,8 @@ pub struct GateRunner {
     tool_text: Vec<u8>,
     sink: Box<dyn RuntimeSink>,
     metrics: Arc<WorkerMetrics>,
+    /// What the watchdog reads: which plugin this runner is inside, since when.
+    busy: Arc<super::watchdog::Busy>,
 }
 
 /// Storage with the layout of a [`Header`], so a cleared `Vec<Header<'a>>`
@@ -1626,6 +1662,11 @@ impl GateRunner {
         }
 
         let started = Instant::now();
+        self.busy.enter(
+            started.duration_since(self.runtime.shared.epoch),
+            slot,
+            binding.time_budget,
+        );
         let decision = match answer {
             None => instance.call_gate(&view, &mut self.out, &mut *self.sink),
             Some(answer) => {
@@ -1633,6 +1674,7 @@ impl GateRunner {
             }
         };
         let duration = started.elapsed();
+        self.busy.leave();
         self.views = recycle(views);
         self.messages = recycle(messages);
 
