@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod policy;
 mod runner;
 mod sink;
+pub mod worker;
 pub mod watchdog;
 
 pub use metrics::{Counter, Histogram};
@@ -14,3 +15,6 @@ pub use runner::{
     ResumeError, Runtime, RuntimeSink, SkipRecord, StreamState, Verdict,
 };
 pub use sink::RingSink;
+pub use worker::{
+    Answer, GateError, GateFrame, PoolConfig, PoolError, Submitter, Ticket, WorkerPool, WorkerStats,
+};

@@ -1,0 +1,1521 @@
+//! Pinned workers and the submitted gate API.
+//!
+//! A [`WorkerPool`] starts one worker thread per configured core, pinned to
+//! it. Each worker owns a [`GateRunner`] (its plugin instances, arena and
+//! index), the consumer of its *submission ring* and the producer of its
+//! *completion ring*. Any thread — a tokio task, say — submits a frame to the
+//! worker of a core through a [`Submitter`] and gets the verdict back, as a
+//! blocking call ([`Submitter::request`]) or as an `async fn`
+//! ([`Submitter::request_async`], a hand-written [`Future`] underneath; no
+//! runtime is needed).
+//!
+//! ```no_run
+//! use odock_dataplane::runtime::{GateFrame, PoolConfig, RequestFrame, Runtime, Verdict, WorkerPool};
+//! # use odock_dataplane::runtime::{DecisionRecord, FollowUpRecord, SkipRecord};
+//! # struct Sink;
+//! # impl odock_dataplane::plugin::EvidenceSink for Sink {
+//! #     fn record(&mut self, _: &odock_dataplane::plugin::Evidence<'_>) {}
+//! # }
+//! # impl odock_dataplane::runtime::RuntimeSink for Sink {
+//! #     fn decision(&mut self, _: &DecisionRecord<'_>) {}
+//! #     fn skip(&mut self, _: &SkipRecord<'_>) {}
+//! #     fn follow_up(&mut self, _: &FollowUpRecord<'_>) {}
+//! # }
+//! let runtime = Runtime::new();
+//! let pool = WorkerPool::start(&runtime, PoolConfig::default(), |_| Box::new(Sink))?;
+//! let submitter = pool.submitter();
+//! let frame = GateFrame::new(RequestFrame { request_id: 1, body: b"{}", ..Default::default() });
+//! let answer = submitter.request(0, &frame)?;
+//! assert_eq!(answer.verdict(), Verdict::Continue);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Shape
+//!
+//! ```text
+//!  submitter threads                      worker w (pinned to core c)
+//!  ─────────────────                      ───────────────────────────
+//!  claim slot s ─► encode frame in place ─► submission ring (MPSC, L lanes)
+//!                                             │ views into ring memory
+//!                                             ▼
+//!                                          GateRunner::request
+//!                                             │ outcome encoded in place
+//!  drainer ◄──────────────────────────────── completion ring (SPSC)
+//!   │ copies the record into slot s, marks it DONE, wakes its waiter
+//!   ▼
+//!  waiter reads its Answer from slot s
+//! ```
+//!
+//! Submitters share a worker's submission ring through its `L` lanes, each
+//! lane's [`Producer`] behind a mutex; a submitter try-locks the lanes round
+//! robin and blocks on one only if all are taken, so the lock is held for the
+//! length of one in-place encode and is uncontended while there are fewer
+//! concurrent submitters than lanes. The worker side takes no lock.
+//!
+//! # Records (version [`codec::VERSION`])
+//!
+//! All integers little-endian. Every length is a `u32`; the record's length
+//! is the ring record's length.
+//!
+//! Submission (written by a submitter, read by the worker):
+//!
+//! ```text
+//! 0   u8   kind: 1 request, 2 response, 3 complete, 15 shutdown (pool only)
+//! 1   u8   version (1)
+//! 2   u8   API kind: 0 unknown, 1 OpenAI chat, 2 OpenAI responses,
+//!          3 Anthropic messages, 4 MCP
+//! 3   u8   present: bit i set when text field i is given
+//! 4   u32  header count (at most 1024)
+//! 8   u64  token (routes the answer back; see "Routing")
+//! 16  u64  request id
+//! 24  u32 × 8  text field lengths: method, path, tenant, virtual key,
+//!          environment, model, MCP server, MCP tool (0 when absent)
+//! 56  u32  body length
+//! 60  u32  status (response frames; 0 otherwise)
+//! 64  header table: count × (name length u32, value length u32)
+//! ..  the text fields in order, then each header's name and value, then
+//!     the body
+//! ```
+//!
+//! Completion (written by the worker, read by the drainer):
+//!
+//! ```text
+//! 0   u8   kind: 1 answer, 2 error
+//! 1   u8   version (1)
+//! 2   u8   answer: verdict, 0 continue, 1 block; error: the error code
+//! 3   u8   flags: bit 0 CHANGED (the header and metadata lists follow),
+//!          bit 1 BODY (the transformed body follows; only with CHANGED)
+//! 4   u32  block status
+//! 8   u64  token
+//! 16  u32  reason length (error: detail length)
+//! 20  u32  plugin length
+//! 24  u32  header count   28 u32 metadata count   32 u32 body length
+//! 36  u32  reserved, 0
+//! 40  header table, then metadata table: count × (u32, u32)
+//! ..  reason, plugin, each header's name and value, each metadata key and
+//!     value, body
+//! ```
+//!
+//! An unchanged frame (the common, read-only case) costs a 40-byte
+//! completion plus the block reason and plugin: the caller keeps its own
+//! headers and body. A changed one carries the whole header list as the
+//! chain left it, the metadata, and the body only if a plugin rewrote it.
+//!
+//! **What a reader checks.** Neither side trusts the other's record: the
+//! worker checks a submission's version, kind, API kind, counts, that the
+//! lengths add up to exactly the record's length (sums in `u64`, so nothing
+//! wraps), that absent fields have no length, and that text fields are
+//! UTF-8. A record that fails is answered with an error completion
+//! ([`GateError::Malformed`]) when it is long enough to carry a token, and
+//! counted ([`WorkerStats::malformed`]) either way; it is never followed.
+//! The drainer checks completions the same way (plus UTF-8 of reason,
+//! plugin and metadata keys, and verdict and status ranges); a bad one is
+//! delivered to its waiter as [`GateError::BadCompletion`], and one whose
+//! token matches no waiting slot is counted as stray.
+//!
+//! # Routing
+//!
+//! Each worker has a table of `slots` slots. A slot's state word is
+//! `generation << 2 | state`; the token is `generation << 32 | index`.
+//!
+//! | transition | by | how |
+//! |---|---|---|
+//! | FREE → PENDING(g+1) | submitter, on claim | CAS, SeqCst |
+//! | PENDING → DONE | drainer, after copying the record into the slot's buffer | CAS, AcqRel (Release publishes the copy; pairs with the waiter's Acquire load) |
+//! | PENDING → ABANDONED | submitter dropping an unanswered ticket | CAS |
+//! | ABANDONED → FREE | drainer, when the answer comes | CAS |
+//! | DONE → FREE | submitter, when its [`Answer`] drops | Release store |
+//!
+//! The drainer is whoever holds the worker's completion consumer (a mutex):
+//! a waiting submitter try-locks it while it busy-polls, and a per-worker
+//! *dispatcher* thread takes it while any waiter sleeps. Draining copies each
+//! record into its slot, marks it DONE, then takes the slot's registered
+//! waiter (a parked thread or a task's [`Waker`]) and wakes it.
+//!
+//! **Waiting.** A waiter busy-polls for [`PoolConfig::waiter_spin`] (checking
+//! its slot, try-draining), then registers itself in the slot, counts itself
+//! in the worker's `sleepers`, issues a SeqCst fence, checks its slot again,
+//! unparks the dispatcher and parks (an async waiter returns `Pending`).
+//! The drainer marks DONE *before* it locks the waiter cell, and the waiter
+//! registers *before* its re-check, both under the same mutex, so either the
+//! drainer finds the waiter or the waiter finds DONE: no lost wake-up. The
+//! dispatcher parks while `sleepers` is 0 (an unpark before the park is
+//! kept as a token, so a kick is never lost); while it is not 0 it holds the
+//! completion consumer and sleeps on the completion ring's futex
+//! ([`Consumer::wait`]), which the worker's commit wakes only while it sleeps.
+//!
+//! **The worker** busy-polls its submission ring for
+//! [`PoolConfig::worker_spin`] after its last record, then sleeps on the
+//! ring's futex; a submitter's commit wakes it (the ring's protocol: a
+//! wake-up syscall only while the consumer sleeps). A full completion ring
+//! makes the worker yield and ask the dispatcher to drain, and retry.
+//!
+//! # Shutdown
+//!
+//! [`WorkerPool::shutdown`] (also run on drop): sets `closed` (SeqCst);
+//! pushes a shutdown record to every worker, which answers every record
+//! before it and exits; joins the workers; drains every completion ring;
+//! answers every slot still PENDING with [`GateError::Shutdown`] (frames that
+//! raced the shutdown into a ring nobody reads any more); stops and joins the
+//! dispatchers. A submitter checks `closed` *after* claiming its slot, so a
+//! claim that the final scan missed sees `closed` and returns
+//! [`GateError::Closed`]: every waiter gets an answer.
+//!
+//! # Allocation
+//!
+//! The worker's per-frame path allocates nothing: it decodes views into the
+//! submission record, reuses one header vector, runs the runner (see its
+//! zero-allocation test) and encodes the outcome in place in the completion
+//! ring. The submitter side allocates nothing per frame either, once warm:
+//! the frame is encoded straight into ring memory, and each slot keeps a
+//! buffer (preallocated, [`PoolConfig::answer_capacity`]) that the drainer
+//! copies the completion into; a larger answer grows that slot's buffer once
+//! and it stays grown. Registering a waker clones it (an executor's clone is
+//! usually a reference count). Errors carry `'static` text.
+
+mod codec;
+mod slots;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use odock_plugin_abi::view::Header;
+
+use self::codec::{CompletionView, FrameKind, SubmissionParts, SubmissionView};
+use self::slots::{ABANDONED, DONE, FREE, PENDING, Slot, Slots, Waiter, lock};
+use super::{GateRunner, Outcome, RequestFrame, ResponseFrame, Runtime, RuntimeSink, Verdict};
+use crate::index::ApiKind;
+use crate::ring::{Consumer, CorruptRing, Geometry, GeometryError, Producer, ReserveError, Ring};
+
+pub use self::codec::Malformed;
+
+/// How a pool is set up.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// The cores to start a worker on, one worker each; `None`: every core
+    /// the process may run on.
+    pub cores: Option<Vec<usize>>,
+    /// Pin each worker to its core (`sched_setaffinity`).
+    pub pin: bool,
+    /// Data bytes of each submission lane and of the completion ring
+    /// (a power of two).
+    pub ring_bytes: u64,
+    /// Submission lanes per worker: submitters that write at once without
+    /// waiting on each other.
+    pub submit_lanes: u32,
+    /// Frames in flight per worker (the slot table's size).
+    pub slots: usize,
+    /// Bytes preallocated per slot for its answer.
+    pub answer_capacity: usize,
+    /// How long a worker busy-polls an empty submission ring before it
+    /// sleeps on the ring's futex.
+    pub worker_spin: Duration,
+    /// How long a waiter busy-polls for its answer before it parks.
+    pub waiter_spin: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            cores: None,
+            pin: true,
+            ring_bytes: 1 << 20,
+            submit_lanes: 4,
+            slots: 1024,
+            answer_capacity: 256,
+            worker_spin: Duration::from_micros(50),
+            waiter_spin: Duration::from_micros(50),
+        }
+    }
+}
+
+/// Why a pool could not start.
+#[derive(Debug)]
+pub enum PoolError {
+    /// A ring geometry is out of range.
+    Geometry(GeometryError),
+    /// No core to start a worker on.
+    NoCores,
+    /// The slot table is empty or larger than a token can address.
+    Slots(usize),
+    /// A worker could not be pinned to its core.
+    Pin {
+        /// The core.
+        core: usize,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// A thread could not be spawned.
+    Spawn(std::io::Error),
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PoolError::Geometry(e) => write!(f, "ring geometry: {e:?}"),
+            PoolError::NoCores => write!(f, "no core to start a worker on"),
+            PoolError::Slots(n) => write!(f, "{n} slots: need 1 to 2^32"),
+            PoolError::Pin { core, error } => {
+                write!(f, "cannot pin a worker to core {core}: {error}")
+            }
+            PoolError::Spawn(e) => write!(f, "cannot spawn a worker thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+/// Why a submitted frame got no verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateError {
+    /// The pool is shut down (or shutting down).
+    Closed,
+    /// No such worker.
+    NoSuchWorker(usize),
+    /// Every slot of the worker is in flight, or its submission lane is full:
+    /// back off and retry (nothing was submitted).
+    Busy,
+    /// The frame does not fit a submission record (or the ring).
+    TooLarge,
+    /// The worker refused the record as malformed.
+    Malformed(Malformed),
+    /// The worker's answer was too large for its completion ring.
+    AnswerTooLarge,
+    /// The pool shut down with the frame in flight.
+    Shutdown,
+    /// A plugin paused the frame for an integration call; resuming is not
+    /// carried over the submission ring yet.
+    Paused,
+    /// The completion record did not check out.
+    BadCompletion(Malformed),
+}
+
+impl fmt::Display for GateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GateError::Closed => write!(f, "the worker pool is shut down"),
+            GateError::NoSuchWorker(w) => write!(f, "no worker {w}"),
+            GateError::Busy => write!(f, "the worker has no room for another frame; retry"),
+            GateError::TooLarge => write!(f, "the frame is too large for a submission record"),
+            GateError::Malformed(m) => write!(f, "the worker refused the record: {}", m.as_str()),
+            GateError::AnswerTooLarge => {
+                write!(f, "the answer is too large for the completion ring")
+            }
+            GateError::Shutdown => write!(f, "the pool shut down with the frame in flight"),
+            GateError::Paused => write!(
+                f,
+                "a plugin paused the frame; not resumable over the ring yet"
+            ),
+            GateError::BadCompletion(m) => write!(f, "bad completion record: {}", m.as_str()),
+        }
+    }
+}
+
+impl std::error::Error for GateError {}
+
+/// A frame to submit: a request frame plus what only the transport carries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GateFrame<'a> {
+    /// The request (identity, target, API kind, headers, body, id).
+    pub request: RequestFrame<'a>,
+    /// The HTTP method, if the gateway has it.
+    pub method: Option<&'a str>,
+    /// The request path, if the gateway has it; when the API kind is
+    /// unknown, the worker derives it from the path.
+    pub path: Option<&'a str>,
+}
+
+impl<'a> GateFrame<'a> {
+    /// A frame with no method or path.
+    pub fn new(request: RequestFrame<'a>) -> Self {
+        GateFrame {
+            request,
+            method: None,
+            path: None,
+        }
+    }
+
+    fn parts(&self, kind: FrameKind, response: Option<&ResponseFrame<'a>>) -> SubmissionParts<'a> {
+        let r = &self.request;
+        SubmissionParts {
+            kind,
+            request_id: r.request_id,
+            api: r.api,
+            response: response.map(|r| (r.status, r.headers, r.body)),
+            text: [
+                self.method,
+                self.path,
+                r.tenant,
+                r.virtual_key,
+                r.environment,
+                r.model,
+                r.mcp_server,
+                r.mcp_tool,
+            ],
+            headers: r.headers,
+            body: r.body,
+        }
+    }
+}
+
+/// One worker's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Frames run through a gate.
+    pub frames: u64,
+    /// Submission records refused as malformed.
+    pub malformed: u64,
+    /// Completions that matched no waiting slot.
+    pub stray_completions: u64,
+    /// Times the worker found its completion ring full and waited.
+    pub completion_full: u64,
+}
+
+/// The submitter's half of one worker.
+struct Port {
+    lanes: Box<[Mutex<Producer>]>,
+    next_lane: AtomicUsize,
+    completions: Mutex<Consumer>,
+    slots: Slots,
+    /// Slots with a registered waiter.
+    sleepers: AtomicUsize,
+    /// Set by a worker whose completion ring is full.
+    drain_wanted: AtomicBool,
+    dispatcher: Mutex<Option<std::thread::Thread>>,
+    frames: AtomicU64,
+    malformed: AtomicU64,
+    stray: AtomicU64,
+    completion_full: AtomicU64,
+    max_record: usize,
+}
+
+struct Shared {
+    ports: Box<[Port]>,
+    closed: AtomicBool,
+    stop_dispatchers: AtomicBool,
+    waiter_spin: Duration,
+}
+
+/// A pool of pinned workers. Dropping it shuts it down.
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+    cores: Vec<usize>,
+    workers: Vec<JoinHandle<()>>,
+    dispatchers: Vec<JoinHandle<()>>,
+}
+
+/// The cores the calling thread may run on.
+fn allowed_cores() -> Vec<usize> {
+    match rustix::thread::sched_getaffinity(None) {
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
+            .filter(|&c| set.is_set(c))
+            .collect(),
+        Err(_) => (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect(),
+    }
+}
+
+impl WorkerPool {
+    /// Starts one worker per configured core, each with a runner of
+    /// `runtime` writing evidence to `sink(worker)`.
+    ///
+    /// # Errors
+    /// [`PoolError`] when the geometry or slot count is out of range, a
+    /// thread cannot be spawned or a worker cannot be pinned (the workers
+    /// already started are stopped).
+    pub fn start(
+        runtime: &Runtime,
+        config: PoolConfig,
+        mut sink: impl FnMut(u32) -> Box<dyn RuntimeSink>,
+    ) -> Result<WorkerPool, PoolError> {
+        let cores = config.cores.clone().unwrap_or_else(allowed_cores);
+        if cores.is_empty() {
+            return Err(PoolError::NoCores);
+        }
+        if config.slots == 0 || config.slots > u32::MAX as usize {
+            return Err(PoolError::Slots(config.slots));
+        }
+        let sub_geometry =
+            Geometry::new(config.submit_lanes, config.ring_bytes).map_err(PoolError::Geometry)?;
+        let done_geometry = Geometry::new(1, config.ring_bytes).map_err(PoolError::Geometry)?;
+        let mut ports = Vec::with_capacity(cores.len());
+        let mut ends = Vec::with_capacity(cores.len());
+        for _ in &cores {
+            let submissions = Ring::heap(sub_geometry);
+            let completions = Ring::heap(done_geometry);
+            let claim = "a new ring has free lanes and no consumer";
+            let lanes = (0..config.submit_lanes)
+                .map(|_| submissions.producer().map(Mutex::new).expect(claim))
+                .collect();
+            ends.push((
+                submissions.consumer().expect(claim),
+                completions.producer().expect(claim),
+            ));
+            ports.push(Port {
+                lanes,
+                next_lane: AtomicUsize::new(0),
+                completions: Mutex::new(completions.consumer().expect(claim)),
+                slots: Slots::new(config.slots, config.answer_capacity),
+                sleepers: AtomicUsize::new(0),
+                drain_wanted: AtomicBool::new(false),
+                dispatcher: Mutex::new(None),
+                frames: AtomicU64::new(0),
+                malformed: AtomicU64::new(0),
+                stray: AtomicU64::new(0),
+                completion_full: AtomicU64::new(0),
+                max_record: sub_geometry.max_record_len(),
+            });
+        }
+        let shared = Arc::new(Shared {
+            ports: ports.into_boxed_slice(),
+            closed: AtomicBool::new(false),
+            stop_dispatchers: AtomicBool::new(false),
+            waiter_spin: config.waiter_spin,
+        });
+        let mut pool = WorkerPool {
+            shared: Arc::clone(&shared),
+            cores: cores.clone(),
+            workers: Vec::new(),
+            dispatchers: Vec::new(),
+        };
+        for (w, ((consumer, producer), &core)) in ends.into_iter().zip(&cores).enumerate() {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let worker = Worker {
+                index: w,
+                shared: Arc::clone(&shared),
+                submissions: consumer,
+                completions: producer,
+                spin: config.worker_spin,
+            };
+            let runtime = runtime.clone();
+            let sink = sink(w as u32);
+            let pin = config.pin;
+            let handle = std::thread::Builder::new()
+                .name(format!("odock-worker-{w}"))
+                .spawn(move || {
+                    if pin {
+                        let mut set = rustix::thread::CpuSet::new();
+                        set.set(core);
+                        if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
+                            let _ = ready_tx.send(Err(std::io::Error::from(e)));
+                            return;
+                        }
+                    }
+                    let runner = runtime.runner(w as u32, sink);
+                    let _ = ready_tx.send(Ok(()));
+                    worker.run(runner);
+                })
+                .map_err(PoolError::Spawn)?;
+            pool.workers.push(handle);
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(PoolError::Pin { core, error }),
+                Err(_) => {
+                    return Err(PoolError::Spawn(std::io::Error::other(
+                        "a worker thread died while starting",
+                    )));
+                }
+            }
+            let shared = Arc::clone(&shared);
+            let handle = std::thread::Builder::new()
+                .name(format!("odock-dispatch-{w}"))
+                .spawn(move || dispatch(&shared, w))
+                .map_err(PoolError::Spawn)?;
+            *lock(&pool.shared.ports[w].dispatcher) = Some(handle.thread().clone());
+            pool.dispatchers.push(handle);
+        }
+        Ok(pool)
+    }
+
+    /// A handle to submit frames with; cheap to clone, usable from any
+    /// thread or task, and still valid (answering [`GateError::Closed`])
+    /// after the pool shuts down.
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// The core of each worker.
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// Worker `w`'s counters.
+    pub fn stats(&self, w: usize) -> Option<WorkerStats> {
+        self.shared.ports.get(w).map(Port::stats)
+    }
+
+    /// Stops the pool (see "Shutdown" in the module docs); returns every
+    /// worker's counters. Frames in flight are answered, by their worker or
+    /// with [`GateError::Shutdown`].
+    pub fn shutdown(mut self) -> Vec<WorkerStats> {
+        self.stop();
+        self.shared.ports.iter().map(Port::stats).collect()
+    }
+
+    fn stop(&mut self) {
+        if self.workers.is_empty() && self.dispatchers.is_empty() {
+            return;
+        }
+        self.shared.closed.store(true, Ordering::SeqCst);
+        for port in self.shared.ports.iter().take(self.workers.len()) {
+            let mut record = [0u8; codec::SUBMISSION_FIXED];
+            record[0] = FrameKind::Shutdown as u8;
+            record[1] = codec::VERSION;
+            let producer = lock(&port.lanes[0]);
+            // The worker answers everything before the shutdown record; if
+            // the lane is full, help drain answers so it can move on.
+            while let Err(ReserveError::Full { .. }) = producer.push(&record) {
+                port.try_drain();
+                std::thread::yield_now();
+            }
+        }
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+        for port in self.shared.ports.iter() {
+            let mut consumer = lock(&port.completions);
+            port.drain(&mut consumer);
+            // Frames that raced the shutdown into a ring nobody reads.
+            for slot in port.slots.iter() {
+                let w = slot.word.load(Ordering::SeqCst);
+                if w & 3 == PENDING {
+                    port.deliver_error(slot, w, codec::E_SHUTDOWN, "shutdown");
+                }
+            }
+        }
+        self.shared.stop_dispatchers.store(true, Ordering::SeqCst);
+        for port in self.shared.ports.iter() {
+            if let Some(t) = lock(&port.dispatcher).as_ref() {
+                t.unpark();
+            }
+        }
+        for handle in self.dispatchers.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("cores", &self.cores)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Port {
+    fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            frames: self.frames.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+            stray_completions: self.stray.load(Ordering::Relaxed),
+            completion_full: self.completion_full.load(Ordering::Relaxed),
+        }
+    }
+
+    fn kick_dispatcher(&self) {
+        if let Some(t) = lock(&self.dispatcher).as_ref() {
+            t.unpark();
+        }
+    }
+
+    /// Drains the completion ring if no one else is (a busy-polling
+    /// waiter's step).
+    fn try_drain(&self) {
+        if let Ok(mut consumer) = self.completions.try_lock() {
+            self.drain(&mut consumer);
+        }
+    }
+
+    /// Routes every completion ready to its slot (see "Routing").
+    fn drain(&self, consumer: &mut MutexGuard<'_, Consumer>) {
+        let mut batch = consumer.batch();
+        loop {
+            let record = match batch.next() {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                // An in-process heap ring written only by our worker: a
+                // fault here is a bug. The consumer stays poisoned; waiters
+                // are answered at shutdown.
+                Err(CorruptRing { .. }) => return,
+            };
+            self.route(&record);
+        }
+    }
+
+    fn route(&self, record: &[u8]) {
+        let Some(token) = codec::peek_token(record) else {
+            self.stray.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let (generation, index) = slots::split(token);
+        let Some(slot) = self.slots.get(index) else {
+            self.stray.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let pending = slots::word(generation, PENDING);
+        let w = slot.word.load(Ordering::Acquire);
+        if w == slots::word(generation, ABANDONED) {
+            let _ = slot.word.compare_exchange(
+                w,
+                slots::word(generation, FREE),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+            return;
+        }
+        if w != pending {
+            self.stray.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        {
+            let mut answer = lock(&slot.answer);
+            answer.clear();
+            match CompletionView::decode(record) {
+                Ok(_) => answer.extend_from_slice(record),
+                Err(m) => {
+                    let detail = m.as_str();
+                    answer.resize(codec::error_len(detail), 0);
+                    codec::encode_error(token, codec::E_BAD_COMPLETION, detail, &mut answer);
+                    answer[3] = m.code();
+                }
+            }
+        }
+        self.complete(slot, pending, generation);
+    }
+
+    /// Answers a PENDING slot with an error completion (shutdown).
+    fn deliver_error(&self, slot: &Slot, w: u64, code: u8, detail: &str) {
+        let generation = (w >> 2) as u32;
+        {
+            let mut answer = lock(&slot.answer);
+            answer.clear();
+            answer.resize(codec::error_len(detail), 0);
+            codec::encode_error(0, code, detail, &mut answer);
+        }
+        self.complete(slot, w, generation);
+    }
+
+    /// PENDING → DONE, then wakes the waiter; an abandoned slot is freed.
+    fn complete(&self, slot: &Slot, pending: u64, generation: u32) {
+        // Release publishes the answer copy; pairs with the waiter's
+        // Acquire load in `Ticket::try_take`.
+        if slot
+            .word
+            .compare_exchange(
+                pending,
+                slots::word(generation, DONE),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            // Abandoned meanwhile: nobody will read it.
+            let _ = slot.word.compare_exchange(
+                slots::word(generation, ABANDONED),
+                slots::word(generation, FREE),
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+            return;
+        }
+        // DONE is stored before the waiter cell is locked: a waiter that
+        // registers after our look finds DONE in its re-check.
+        if let Some(waiter) = lock(&slot.waiter).take() {
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            waiter.wake();
+        }
+    }
+}
+
+/// The dispatcher of worker `w`: the drainer of last resort, for waiters
+/// that sleep.
+fn dispatch(shared: &Shared, w: usize) {
+    let port = &shared.ports[w];
+    loop {
+        if shared.stop_dispatchers.load(Ordering::SeqCst) {
+            return;
+        }
+        let wanted = port.drain_wanted.swap(false, Ordering::AcqRel);
+        if port.sleepers.load(Ordering::SeqCst) == 0 && !wanted {
+            std::thread::park();
+            continue;
+        }
+        let mut consumer = lock(&port.completions);
+        loop {
+            port.drain(&mut consumer);
+            if port.sleepers.load(Ordering::SeqCst) == 0
+                || shared.stop_dispatchers.load(Ordering::Relaxed)
+            {
+                break;
+            }
+            // Sleeps on the completion ring's futex: the worker's commit
+            // wakes it. The timeout only bounds how late a stop is seen.
+            if consumer.wait(Some(Duration::from_millis(20))).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// A worker thread's state.
+struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    submissions: Consumer,
+    completions: Producer,
+    spin: Duration,
+}
+
+/// Storage with the layout of a [`Header`], so the worker's header vector
+/// survives between frames of different lifetimes without reallocating.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct HeaderSlot([usize; 4]);
+
+const _: () = assert!(std::mem::size_of::<HeaderSlot>() == std::mem::size_of::<Header<'static>>());
+const _: () =
+    assert!(std::mem::align_of::<HeaderSlot>() == std::mem::align_of::<Header<'static>>());
+
+/// An empty vector of one element type as an empty vector of another of the
+/// same size and alignment, keeping its allocation (the standard library's
+/// in-place collect, as in the runner).
+fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}
+
+impl Worker {
+    fn run(mut self, mut runner: GateRunner) {
+        let mut headers: Vec<HeaderSlot> = Vec::with_capacity(64);
+        let mut response_headers: Vec<HeaderSlot> = Vec::with_capacity(64);
+        let mut idle_since: Option<Instant> = None;
+        let mut polls = 0u32;
+        loop {
+            let mut handled = 0usize;
+            let mut stop = false;
+            {
+                let mut batch = self.submissions.batch();
+                loop {
+                    let record = match batch.next() {
+                        Ok(Some(r)) => r,
+                        Ok(None) => break,
+                        Err(_) => {
+                            // A heap ring only our submitters write: a bug.
+                            stop = true;
+                            break;
+                        }
+                    };
+                    handled += 1;
+                    let port = &self.shared.ports[self.index];
+                    match SubmissionView::decode(&record) {
+                        Err(m) => {
+                            port.malformed.fetch_add(1, Ordering::Relaxed);
+                            if let Some(token) = codec::peek_token(&record) {
+                                write_error(&self.completions, port, token, m.code(), m.as_str());
+                            }
+                        }
+                        Ok(view) => match view.kind {
+                            FrameKind::Shutdown => {
+                                stop = true;
+                                break;
+                            }
+                            kind => {
+                                let mut h: Vec<Header<'_>> = recycle(std::mem::take(&mut headers));
+                                let mut rh: Vec<Header<'_>> =
+                                    recycle(std::mem::take(&mut response_headers));
+                                view.headers_into(&mut h);
+                                view.response_headers_into(&mut rh);
+                                let frame = request_frame(&view, &h);
+                                let response = ResponseFrame {
+                                    status: view.status,
+                                    headers: &rh,
+                                    body: view.response_body,
+                                };
+                                let done = &self.completions;
+                                let token = view.token;
+                                match kind {
+                                    FrameKind::Request => {
+                                        let outcome = runner.request(&frame);
+                                        answer(done, port, token, &outcome);
+                                    }
+                                    FrameKind::Response => {
+                                        let outcome = runner.response(&frame, &response);
+                                        answer(done, port, token, &outcome);
+                                    }
+                                    _ => {
+                                        runner.complete(&frame, &response);
+                                        write_continue(done, port, token);
+                                    }
+                                }
+                                port.frames.fetch_add(1, Ordering::Relaxed);
+                                headers = recycle(h);
+                                response_headers = recycle(rh);
+                            }
+                        },
+                    }
+                }
+            }
+            if stop {
+                return;
+            }
+            if handled > 0 {
+                idle_since = None;
+                continue;
+            }
+            polls = polls.wrapping_add(1);
+            if !polls.is_multiple_of(64) {
+                std::hint::spin_loop();
+                continue;
+            }
+            let since = *idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.spin {
+                // Sleeps on the submission ring's futex; a submitter's
+                // commit (or the shutdown record) wakes it.
+                let _ = self.submissions.wait(Some(Duration::from_secs(1)));
+                idle_since = None;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// The runner's view of a submitted request, borrowing ring memory.
+fn request_frame<'a>(view: &SubmissionView<'a>, headers: &'a [Header<'a>]) -> RequestFrame<'a> {
+    let path = view.text(codec::PATH);
+    let api = match (view.api, path) {
+        (ApiKind::Unknown, Some(p)) => ApiKind::from_path(p.as_bytes()),
+        (api, _) => api,
+    };
+    RequestFrame {
+        request_id: view.request_id,
+        tenant: view.text(codec::TENANT),
+        virtual_key: view.text(codec::VIRTUAL_KEY),
+        environment: view.text(codec::ENVIRONMENT),
+        model: view.text(codec::MODEL),
+        mcp_server: view.text(codec::MCP_SERVER),
+        mcp_tool: view.text(codec::MCP_TOOL),
+        api,
+        headers,
+        body: view.body,
+    }
+}
+
+/// Writes the completion of `outcome`, in place.
+fn answer(completions: &Producer, port: &Port, token: u64, outcome: &Outcome<'_>) {
+    if let Verdict::Pause { .. } = outcome.verdict {
+        // Resuming needs the integration transport, which the submission
+        // ring does not carry yet.
+        write_error(
+            completions,
+            port,
+            token,
+            codec::E_PAUSE,
+            "paused frames are not resumable over the submission ring yet",
+        );
+        return;
+    }
+    let len = codec::answer_len(outcome);
+    let mut full = false;
+    loop {
+        match completions.reserve(len) {
+            Ok(mut record) => {
+                codec::encode_answer(token, outcome, &mut record);
+                record.commit();
+                return;
+            }
+            Err(ReserveError::TooLarge { .. }) => break,
+            Err(ReserveError::Full { .. }) => {
+                if !full {
+                    port.completion_full.fetch_add(1, Ordering::Relaxed);
+                    full = true;
+                }
+                wait_for_room(port);
+            }
+        }
+    }
+    write_error(
+        completions,
+        port,
+        token,
+        codec::E_TOO_LARGE,
+        "answer too large",
+    );
+}
+
+/// Writes a bare "continue, unchanged" completion (the complete gate's).
+fn write_continue(completions: &Producer, port: &Port, token: u64) {
+    loop {
+        match completions.reserve(codec::COMPLETION_FIXED) {
+            Ok(mut record) => {
+                codec::encode_continue(token, &mut record);
+                record.commit();
+                return;
+            }
+            Err(ReserveError::Full { .. }) => wait_for_room(port),
+            Err(ReserveError::TooLarge { .. }) => return,
+        }
+    }
+}
+
+/// The completion ring is full: ask the dispatcher to drain, give the core
+/// away a moment.
+fn wait_for_room(port: &Port) {
+    port.drain_wanted.store(true, Ordering::Release);
+    port.kick_dispatcher();
+    std::thread::yield_now();
+}
+
+fn write_error(completions: &Producer, port: &Port, token: u64, code: u8, detail: &str) {
+    let len = codec::error_len(detail);
+    loop {
+        match completions.reserve(len) {
+            Ok(mut record) => {
+                codec::encode_error(token, code, detail, &mut record);
+                record.commit();
+                return;
+            }
+            Err(ReserveError::Full { .. }) => wait_for_room(port),
+            Err(ReserveError::TooLarge { .. }) => return,
+        }
+    }
+}
+
+/// Submits frames to a pool's workers. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Submitter {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Submitter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Submitter")
+            .field("workers", &self.shared.ports.len())
+            .finish()
+    }
+}
+
+impl Submitter {
+    /// The number of workers.
+    pub fn workers(&self) -> usize {
+        self.shared.ports.len()
+    }
+
+    /// Runs the request gate over `frame` on worker `worker` and waits for
+    /// the answer (busy-polling, then parked).
+    ///
+    /// # Errors
+    /// [`GateError`]: nothing submitted (`Closed`, `Busy`, `TooLarge`,
+    /// `NoSuchWorker`), or the worker's refusal.
+    pub fn request(&self, worker: usize, frame: &GateFrame<'_>) -> Result<Answer<'_>, GateError> {
+        self.submit(worker, frame)?.wait()
+    }
+
+    /// The same as [`Self::request`], for async code: the task is woken when
+    /// the answer arrives (no runtime needed).
+    ///
+    /// # Errors
+    /// As for [`Self::request`].
+    pub async fn request_async(
+        &self,
+        worker: usize,
+        frame: &GateFrame<'_>,
+    ) -> Result<Answer<'_>, GateError> {
+        self.submit(worker, frame)?.await
+    }
+
+    /// Writes the request frame into worker `worker`'s submission ring and
+    /// returns the ticket to wait on ([`Ticket::wait`], or `.await` it).
+    ///
+    /// # Errors
+    /// As for [`Self::request`], for the submission part.
+    pub fn submit(&self, worker: usize, frame: &GateFrame<'_>) -> Result<Ticket<'_>, GateError> {
+        self.submit_parts(worker, frame.parts(FrameKind::Request, None))
+    }
+
+    /// Runs the response gate over the upstream's whole answer `response` to
+    /// `request` on worker `worker`, and waits for the answer (whose headers
+    /// and body are the response's, as the chain left them).
+    ///
+    /// # Errors
+    /// As for [`Self::request`].
+    pub fn response(
+        &self,
+        worker: usize,
+        request: &GateFrame<'_>,
+        response: &ResponseFrame<'_>,
+    ) -> Result<Answer<'_>, GateError> {
+        self.submit_response(worker, request, response)?.wait()
+    }
+
+    /// The same as [`Self::response`], for async code.
+    ///
+    /// # Errors
+    /// As for [`Self::request`].
+    pub async fn response_async(
+        &self,
+        worker: usize,
+        request: &GateFrame<'_>,
+        response: &ResponseFrame<'_>,
+    ) -> Result<Answer<'_>, GateError> {
+        self.submit_response(worker, request, response)?.await
+    }
+
+    /// Submits a response frame; see [`Self::submit`].
+    ///
+    /// # Errors
+    /// As for [`Self::submit`].
+    pub fn submit_response(
+        &self,
+        worker: usize,
+        request: &GateFrame<'_>,
+        response: &ResponseFrame<'_>,
+    ) -> Result<Ticket<'_>, GateError> {
+        self.submit_parts(worker, request.parts(FrameKind::Response, Some(response)))
+    }
+
+    /// Submits a frame to the complete gate. Its answer is always "continue,
+    /// unchanged" once the chain has run; drop the ticket to not wait (its
+    /// slot is freed when the answer comes).
+    ///
+    /// # Errors
+    /// As for [`Self::submit`].
+    pub fn submit_complete(
+        &self,
+        worker: usize,
+        request: &GateFrame<'_>,
+        response: &ResponseFrame<'_>,
+    ) -> Result<Ticket<'_>, GateError> {
+        self.submit_parts(worker, request.parts(FrameKind::Complete, Some(response)))
+    }
+
+    fn submit_parts(
+        &self,
+        worker: usize,
+        parts: SubmissionParts<'_>,
+    ) -> Result<Ticket<'_>, GateError> {
+        let len = parts.encoded_len().ok_or(GateError::TooLarge)?;
+        self.enqueue(worker, len, |token, buf| parts.encode(token, buf))
+    }
+
+    /// Submits a record encoded elsewhere (see "Records" in the module docs),
+    /// for a peer that encodes frames itself; bytes 8..16 (the token) are
+    /// overwritten. The worker checks it like any other record.
+    ///
+    /// # Errors
+    /// As for [`Self::submit`]; `TooLarge` for a record shorter than 16
+    /// bytes (it could not carry a token).
+    pub fn submit_record(&self, worker: usize, record: &[u8]) -> Result<Ticket<'_>, GateError> {
+        if record.len() < 16 {
+            return Err(GateError::TooLarge);
+        }
+        self.enqueue(worker, record.len(), |token, buf| {
+            buf.copy_from_slice(record);
+            buf[8..16].copy_from_slice(&token.to_le_bytes());
+        })
+    }
+
+    fn enqueue(
+        &self,
+        worker: usize,
+        len: usize,
+        write: impl FnOnce(u64, &mut [u8]),
+    ) -> Result<Ticket<'_>, GateError> {
+        let port = self
+            .shared
+            .ports
+            .get(worker)
+            .ok_or(GateError::NoSuchWorker(worker))?;
+        if len > port.max_record {
+            return Err(GateError::TooLarge);
+        }
+        let (index, generation) = port.slots.claim().ok_or(GateError::Busy)?;
+        let slot = port.slots.get(index).expect("claimed slots exist");
+        let release = |e: GateError| {
+            // Back to FREE whatever happened meanwhile (the shutdown scan
+            // may have answered it): no ticket exists for it yet.
+            slot.word
+                .store(slots::word(generation, FREE), Ordering::Release);
+            Err(e)
+        };
+        // SeqCst, after the claim: pairs with the shutdown's store of
+        // `closed` before its scan of the slots.
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return release(GateError::Closed);
+        }
+        let token = slots::token(generation, index);
+        let lanes = port.lanes.len();
+        let start = port.next_lane.fetch_add(1, Ordering::Relaxed);
+        let mut guard = None;
+        for i in 0..lanes {
+            if let Ok(g) = port.lanes[(start + i) % lanes].try_lock() {
+                guard = Some(g);
+                break;
+            }
+        }
+        let producer = match guard {
+            Some(g) => g,
+            None => lock(&port.lanes[start % lanes]),
+        };
+        match producer.reserve(len) {
+            Ok(mut record) => {
+                write(token, &mut record);
+                record.commit();
+            }
+            Err(ReserveError::Full { .. }) => return release(GateError::Busy),
+            Err(ReserveError::TooLarge { .. }) => return release(GateError::TooLarge),
+        }
+        drop(producer);
+        Ok(Ticket {
+            shared: &self.shared,
+            port,
+            slot,
+            generation,
+            registered: false,
+            taken: false,
+        })
+    }
+}
+
+/// A submitted frame's claim on its answer. Wait with [`Ticket::wait`] or
+/// `.await` it; dropping it unanswered gives the slot up once the answer
+/// comes.
+pub struct Ticket<'s> {
+    shared: &'s Shared,
+    port: &'s Port,
+    slot: &'s Slot,
+    generation: u32,
+    registered: bool,
+    taken: bool,
+}
+
+impl fmt::Debug for Ticket<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'s> Ticket<'s> {
+    /// Blocks until the answer comes: busy-polls (draining completions
+    /// itself) for the pool's waiter spin, then parks.
+    ///
+    /// # Errors
+    /// The worker's refusal, or [`GateError::Shutdown`].
+    pub fn wait(mut self) -> Result<Answer<'s>, GateError> {
+        let spin = self.shared.waiter_spin;
+        let start = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            if let Some(answer) = self.try_take() {
+                return answer;
+            }
+            self.port.try_drain();
+            if let Some(answer) = self.try_take() {
+                return answer;
+            }
+            polls = polls.wrapping_add(1);
+            if polls.is_multiple_of(32) && start.elapsed() >= spin {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        self.register(Waiter::Thread(std::thread::current()));
+        loop {
+            if let Some(answer) = self.try_take() {
+                return answer;
+            }
+            std::thread::park();
+        }
+    }
+
+    /// Whether the answer has come.
+    pub fn is_done(&self) -> bool {
+        self.slot.word.load(Ordering::Acquire) == slots::word(self.generation, DONE)
+    }
+
+    /// Registers `waiter` in the slot (replacing an earlier one), then makes
+    /// sure a drainer runs: see "Waiting" in the module docs.
+    fn register(&mut self, waiter: Waiter) {
+        let previous = lock(&self.slot.waiter).replace(waiter);
+        if previous.is_none() {
+            self.port.sleepers.fetch_add(1, Ordering::SeqCst);
+        }
+        self.registered = true;
+        // Pairs with the dispatcher's SeqCst load of `sleepers`.
+        fence(Ordering::SeqCst);
+        self.port.kick_dispatcher();
+    }
+
+    /// The answer, if it has come; frees the waiter cell.
+    fn try_take(&mut self) -> Option<Result<Answer<'s>, GateError>> {
+        // Acquire pairs with the drainer's Release CAS to DONE.
+        if !self.is_done() {
+            return None;
+        }
+        if self.registered && lock(&self.slot.waiter).take().is_some() {
+            self.port.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.registered = false;
+        self.taken = true;
+        // The slot is DONE and ours: no drainer writes its buffer until we
+        // free it, so the buffer moves into the answer (no copy, no
+        // allocation) and moves back when the answer drops.
+        let answer = Answer {
+            buf: std::mem::take(&mut *lock(&self.slot.answer)),
+            slot: self.slot,
+            generation: self.generation,
+        };
+        let error = match CompletionView::decode(&answer.buf) {
+            Ok(CompletionView::Answer(_)) => None,
+            Ok(CompletionView::Error { code }) => Some(match code {
+                codec::E_TOO_LARGE => GateError::AnswerTooLarge,
+                codec::E_SHUTDOWN => GateError::Shutdown,
+                codec::E_PAUSE => GateError::Paused,
+                codec::E_BAD_COMPLETION => GateError::BadCompletion(
+                    Malformed::from_code(answer.buf[3]).unwrap_or(Malformed::Kind),
+                ),
+                c => Malformed::from_code(c).map_or(
+                    GateError::BadCompletion(Malformed::Kind),
+                    GateError::Malformed,
+                ),
+            }),
+            // Checked by the drainer; kept defensive.
+            Err(m) => Some(GateError::BadCompletion(m)),
+        };
+        match error {
+            None => Some(Ok(answer)),
+            Some(e) => {
+                drop(answer); // frees the slot
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl<'s> Future for Ticket<'s> {
+    type Output = Result<Answer<'s>, GateError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(answer) = this.try_take() {
+            return Poll::Ready(answer);
+        }
+        this.port.try_drain();
+        if let Some(answer) = this.try_take() {
+            return Poll::Ready(answer);
+        }
+        this.register(Waiter::Task(cx.waker().clone()));
+        // The re-check after registering (see "Waiting").
+        if let Some(answer) = this.try_take() {
+            return Poll::Ready(answer);
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        if self.registered && lock(&self.slot.waiter).take().is_some() {
+            self.port.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+        let pending = slots::word(self.generation, PENDING);
+        if self
+            .slot
+            .word
+            .compare_exchange(
+                pending,
+                slots::word(self.generation, ABANDONED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            // The answer came first: nobody will read it.
+            self.slot
+                .word
+                .store(slots::word(self.generation, FREE), Ordering::Release);
+        }
+    }
+}
+
+/// A worker's answer, in the buffer of the slot it came back to (moved
+/// out, not copied); dropping it gives the buffer back and frees the slot.
+pub struct Answer<'s> {
+    buf: Vec<u8>,
+    slot: &'s Slot,
+    generation: u32,
+}
+
+impl Answer<'_> {
+    fn view(&self) -> codec::AnswerView<'_> {
+        match CompletionView::decode(&self.buf) {
+            Ok(CompletionView::Answer(a)) => a,
+            _ => unreachable!("an Answer holds a checked answer record"),
+        }
+    }
+
+    /// The verdict.
+    pub fn verdict(&self) -> Verdict<'_> {
+        self.view().verdict
+    }
+
+    /// Whether the chain changed anything (headers, body or metadata).
+    pub fn changed(&self) -> bool {
+        self.view().changed
+    }
+
+    /// The headers as the chain left them; `None` when nothing changed (the
+    /// frame's own headers stand).
+    pub fn headers(&self) -> Option<impl Iterator<Item = (&[u8], &[u8])>> {
+        let view = self.view();
+        view.changed.then(|| view.headers())
+    }
+
+    /// The body as a plugin rewrote it; `None` when no plugin did.
+    pub fn body(&self) -> Option<&[u8]> {
+        self.view().body
+    }
+
+    /// The metadata the chain set.
+    pub fn metadata(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.view().metadata()
+    }
+}
+
+impl Drop for Answer<'_> {
+    fn drop(&mut self) {
+        *lock(&self.slot.answer) = std::mem::take(&mut self.buf);
+        // Release: our use of the buffer happens before the next
+        // occupant's drainer writes it (it finds the slot through a claim).
+        self.slot
+            .word
+            .store(slots::word(self.generation, FREE), Ordering::Release);
+    }
+}
+
+impl fmt::Debug for Answer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Answer")
+            .field("verdict", &self.verdict())
+            .field("changed", &self.changed())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{Evidence, EvidenceSink};
+    use crate::runtime::{DecisionRecord, FollowUpRecord, SkipRecord};
+
+    struct Null;
+    impl EvidenceSink for Null {
+        fn record(&mut self, _: &Evidence<'_>) {}
+    }
+    impl RuntimeSink for Null {
+        fn decision(&mut self, _: &DecisionRecord<'_>) {}
+        fn skip(&mut self, _: &SkipRecord<'_>) {}
+        fn follow_up(&mut self, _: &FollowUpRecord<'_>) {}
+    }
+
+    fn pool(slots: usize) -> WorkerPool {
+        let config = PoolConfig {
+            cores: Some(vec![0]),
+            pin: false,
+            ring_bytes: 1 << 16,
+            slots,
+            ..PoolConfig::default()
+        };
+        WorkerPool::start(&Runtime::new(), config, |_| Box::new(Null)).unwrap()
+    }
+
+    #[test]
+    fn an_empty_chain_answers_continue_unchanged() {
+        let pool = pool(8);
+        let s = pool.submitter();
+        let headers = [Header::new(b"a", b"b")];
+        let frame = GateFrame {
+            path: Some("/v1/chat/completions"),
+            ..GateFrame::new(RequestFrame {
+                request_id: 3,
+                headers: &headers,
+                body: b"{}",
+                ..RequestFrame::default()
+            })
+        };
+        for _ in 0..100 {
+            let answer = s.request(0, &frame).unwrap();
+            assert_eq!(answer.verdict(), Verdict::Continue);
+            assert!(!answer.changed());
+            assert!(answer.headers().is_none());
+            assert!(answer.body().is_none());
+        }
+        assert_eq!(pool.shutdown()[0].frames, 100);
+    }
+
+    #[test]
+    fn slots_run_out_and_come_back() {
+        let pool = pool(2);
+        let s = pool.submitter();
+        let frame = GateFrame::default();
+        let a = s.submit(0, &frame).unwrap();
+        let b = s.submit(0, &frame).unwrap();
+        assert_eq!(s.submit(0, &frame).unwrap_err(), GateError::Busy);
+        drop(a.wait().unwrap());
+        drop(b); // abandoned: freed when its answer comes
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match s.submit(0, &frame) {
+                Ok(t) => {
+                    t.wait().unwrap();
+                    break;
+                }
+                Err(GateError::Busy) if Instant::now() < deadline => {
+                    pool.shared.ports[0].try_drain();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let c = s.submit(0, &frame).unwrap();
+        let d = s.submit(0, &frame).unwrap();
+        assert!(c.wait().is_ok() && d.wait().is_ok());
+        assert_eq!(s.submit(7, &frame).unwrap_err(), GateError::NoSuchWorker(7));
+    }
+
+    #[test]
+    fn a_closed_pool_refuses() {
+        let pool = pool(4);
+        let s = pool.submitter();
+        drop(pool);
+        assert_eq!(
+            s.request(0, &GateFrame::default()).unwrap_err(),
+            GateError::Closed
+        );
+    }
+}
