@@ -980,3 +980,39 @@ fn the_watchdog_reports_a_worker_stuck_in_a_plugin() {
         "reported once per episode"
     );
 }
+
+/// Malformed JSON is no crash: the frame passes the gates with its index
+/// marked invalid, and a plugin in scope decides.
+#[test]
+fn a_malformed_body_passes_with_its_index_marked_invalid() {
+    let p = probe("probe-a");
+    let (_rt, mut runner, recorded) = runtime_with(
+        vec![bind("probe-a", 1, "require-valid;header:x-ok=1")],
+        &[p],
+    );
+    let api = odock_dataplane::index::ApiKind::from_path(b"/v1/chat/completions");
+    let good = RequestFrame {
+        api,
+        ..frame(&[], br#"{"model":"gpt-4o","messages":[]}"#)
+    };
+    assert_eq!(runner.request(&good).verdict, Verdict::Continue);
+    for bad in [
+        &br#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"#[..],
+        b"\xff\xfe",
+        b"[[[[[[",
+    ] {
+        let f = RequestFrame {
+            api,
+            ..frame(&[], bad)
+        };
+        assert_eq!(
+            runner.request(&f).verdict,
+            Verdict::Block {
+                status: 400,
+                reason: "the request body is not valid JSON",
+                plugin: "probe-a"
+            }
+        );
+    }
+    assert_eq!(recorded.decisions.lock().unwrap().len(), 4);
+}

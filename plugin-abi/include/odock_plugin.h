@@ -295,6 +295,10 @@ enum odock_role {
 
 /** Bits of odock_index_t.flags. */
 #define ODOCK_INDEX_STREAM ((uint32_t)1 << 0) /* the caller asked to stream */
+/* The body did not parse as its API's JSON (malformed, truncated, nested too
+ * deep): the frame still passes the gates, and the index's views hold only
+ * what was read before the fault. A plugin decides what that means. */
+#define ODOCK_INDEX_INVALID ((uint32_t)1 << 1)
 
 /** Bits of odock_response_t.flags. */
 #define ODOCK_RESPONSE_LAST_CHUNK ((uint32_t)1 << 0) /* no chunk follows */

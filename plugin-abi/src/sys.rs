@@ -210,6 +210,8 @@ abi_consts! {
 
     /// `odock_index_t.flags`: the caller asked to stream.
     pub const ODOCK_INDEX_STREAM: u32 = 1 << 0;
+    /// `odock_index_t.flags`: the body did not parse as its API's JSON.
+    pub const ODOCK_INDEX_INVALID: u32 = 1 << 1;
     /// `odock_response_t.flags`: no chunk follows.
     pub const ODOCK_RESPONSE_LAST_CHUNK: u32 = 1 << 0;
 

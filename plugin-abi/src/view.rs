@@ -8,9 +8,9 @@ use core::marker::PhantomData;
 use core::{fmt, ptr, slice};
 
 use crate::sys::{
-    ODOCK_INDEX_STREAM, ODOCK_RESPONSE_LAST_CHUNK, Versioned, odock_frame_t, odock_header_t,
-    odock_host_view_t, odock_identity_t, odock_index_t, odock_message_t, odock_request_t,
-    odock_response_t, odock_target_t,
+    ODOCK_INDEX_INVALID, ODOCK_INDEX_STREAM, ODOCK_RESPONSE_LAST_CHUNK, Versioned, odock_frame_t,
+    odock_header_t, odock_host_view_t, odock_identity_t, odock_index_t, odock_message_t,
+    odock_request_t, odock_response_t, odock_target_t,
 };
 use crate::{Error, Gate, Role, TargetKind};
 
@@ -243,6 +243,9 @@ impl<'a> Target<'a> {
 pub struct Index<'a> {
     /// The caller asked to stream.
     pub stream: bool,
+    /// The body did not parse as its API's JSON: the views hold only what
+    /// was read before the fault (`ODOCK_INDEX_INVALID`).
+    pub invalid: bool,
     /// The messages of an LLM request.
     pub messages: &'a [Message<'a>],
     /// The JSON-RPC method of an MCP call.
@@ -354,6 +357,10 @@ impl<'a> Frame<'a> {
                 ODOCK_INDEX_STREAM
             } else {
                 0
+            } | if self.index.invalid {
+                ODOCK_INDEX_INVALID
+            } else {
+                0
             },
             messages: Message::as_raw_slice(self.index.messages),
             messages_len: self.index.messages.len(),
@@ -431,6 +438,7 @@ impl<'a> Frame<'a> {
                 },
                 index: Index {
                     stream: index.flags & ODOCK_INDEX_STREAM != 0,
+                    invalid: index.flags & ODOCK_INDEX_INVALID != 0,
                     messages: Message::from_raw_slice(index.messages, index.messages_len),
                     mcp_method: host_bytes(index.mcp_method),
                     tool_arguments: host_bytes(index.tool_arguments),

@@ -9,6 +9,7 @@
  *   redact:WORD         replace every WORD in the body with '*'s
  *   deny                call call_integration, which it never asked for
  *   fail                return ODOCK_ERR_FAILED
+ *   require-valid       block 400 when the body's index is marked invalid
  *   evidence:KIND       emit an evidence record of KIND
  *   followup:KIND       (built with -DWITH_FOLLOWUPS) queue follow-up work of
  *                       KIND; its run emits evidence "followup.done", after
@@ -152,6 +153,14 @@ static odock_status_t run(state_t *s, odock_call_t *call, const odock_frame_t *f
     return st == ODOCK_ERR_DENIED ? ODOCK_OK : ODOCK_ERR_FAILED;
   }
   if (n == 4 && memcmp(cmd, "fail", 4) == 0) return ODOCK_ERR_FAILED;
+  if (n == 13 && memcmp(cmd, "require-valid", 13) == 0) {
+    if (frame->index->flags & ODOCK_INDEX_INVALID) {
+      verdict->kind = ODOCK_VERDICT_BLOCK;
+      verdict->http_status = 400;
+      verdict->reason = pv("the request body is not valid JSON", 34);
+    }
+    return ODOCK_OK;
+  }
   if (starts(cmd, n, "evidence:")) return h->emit_evidence(call, pv(cmd + 9, n - 9), pv("{}", 2));
   if (starts(cmd, n, "fails:")) return ODOCK_OK;
 #ifdef WITH_FOLLOWUPS

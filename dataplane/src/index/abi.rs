@@ -56,6 +56,7 @@ impl FrameIndex {
         let mcp = self.mcp();
         Index {
             stream: self.stream,
+            invalid: !self.valid(),
             messages,
             mcp_method: view(body, mcp.and_then(|c| c.method).map(|m| m.span)),
             tool_arguments: view(
