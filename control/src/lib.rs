@@ -1,6 +1,19 @@
 //! The Odock control process: the durable evidence log, the drainer that
 //! fills it from the dataplanes' evidence rings, the plugin registry,
-//! scopes and bindings, policy push, and the local socket API.
+//! scopes and bindings, policy push through the run directory, and the
+//! local socket API (`docs/CONTROL_API.md`).
+//!
+//! Only `log::uring` holds `unsafe` code (io_uring submissions); the rest of
+//! the crate is denied it.
 #![deny(unsafe_code)]
 
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod drain;
 pub mod log;
+pub mod query;
+pub mod schema;
+pub mod state;
+pub mod store;

@@ -1,6 +1,7 @@
 //! The runtime the gateway links: policy, chains, workers and gates.
 
 pub mod complete;
+pub mod control_link;
 pub mod metrics;
 pub mod policy;
 mod runner;

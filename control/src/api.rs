@@ -1,0 +1,590 @@
+//! The local socket API: HTTP/1.1 and JSON over a Unix domain socket
+//! (`docs/CONTROL_API.md` documents every route).
+//!
+//! Each connection's peer credentials (SO_PEERCRED) are checked against the
+//! allow-list once, at accept: a peer on no list gets 403 for every request;
+//! a read-only peer gets 403 for every change. Handlers run on tokio's
+//! blocking pool (they read files, load plugins to inspect them, and commit
+//! the log), one request at a time per state change (the store is behind a
+//! mutex, so changes are serialized and each sees the last).
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use odock_dataplane::runtime::control_link::{DATAPLANES_DIR, DataplaneStatus};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::config::Access;
+use crate::drain::{DrainStats, RingHealth, SharedLog, lock};
+use crate::log::Storage;
+use crate::query::{Filter, render};
+use crate::state::{ApiError, Binding, Change, PluginRequest, ScopeDef, inspect_plugin};
+use crate::store::{Actor, Role, Store};
+
+/// The largest request body taken.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Everything the handlers share.
+pub struct Control<S: Storage> {
+    /// The durable state.
+    pub store: Mutex<Store<S>>,
+    /// The evidence log.
+    pub log: SharedLog<S>,
+    /// The drainer's view of the rings.
+    pub rings: Arc<Mutex<Vec<RingHealth>>>,
+    /// The drainer's counters.
+    pub drain: Arc<DrainStats>,
+    /// The allow-list.
+    pub access: Access,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// When control started.
+    pub started: Instant,
+    /// Requests served.
+    pub requests: AtomicU64,
+    /// Requests refused by the allow-list or the role.
+    pub denied: AtomicU64,
+    /// Changes applied.
+    pub changes: AtomicU64,
+}
+
+/// The role of a peer, or `None`: not on the allow-list.
+pub fn role_of(access: &Access, uid: u32, gid: u32) -> Option<Role> {
+    if access.admin_uids.contains(&uid) || access.admin_gids.contains(&gid) {
+        Some(Role::Admin)
+    } else if access.read_uids.contains(&uid) || access.read_gids.contains(&gid) {
+        Some(Role::ReadOnly)
+    } else {
+        None
+    }
+}
+
+/// A response body: all at once, or streamed from a channel (follow).
+pub enum ApiBody {
+    /// The whole body.
+    Full(Full<Bytes>),
+    /// Chunks as they come.
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl Body for ApiBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            ApiBody::Full(f) => Pin::new(f).poll_frame(cx),
+            ApiBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+}
+
+enum Reply {
+    Json(u16, Value),
+    Text(u16, &'static str, String),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+fn json_reply(status: u16, v: impl serde::Serialize) -> Reply {
+    Reply::Json(status, serde_json::to_value(v).unwrap_or(Value::Null))
+}
+
+fn err_reply(e: ApiError) -> Reply {
+    Reply::Json(e.status, serde_json::to_value(&e).unwrap_or(Value::Null))
+}
+
+/// Serves one request from `peer` (uid, gid, pid).
+pub async fn serve<S: Storage>(
+    ctl: Arc<Control<S>>,
+    peer: (u32, u32, i32),
+    req: Request<Incoming>,
+) -> Result<Response<ApiBody>, Infallible> {
+    ctl.requests.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(ApiError::new(
+            413,
+            format!("request body unreadable or over {MAX_BODY} bytes: {e}"),
+        )),
+    };
+    let c = Arc::clone(&ctl);
+    let reply = tokio::task::spawn_blocking(move || match body {
+        Ok(body) => route(&c, peer, &method, &path, &query, &body),
+        Err(e) => err_reply(e),
+    })
+    .await
+    .unwrap_or_else(|e| Reply::Json(500, json!({"error": format!("handler panicked: {e}")})));
+    let (status, ctype, body) = match reply {
+        Reply::Json(s, v) => {
+            let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            text.push('\n');
+            (
+                s,
+                "application/json",
+                ApiBody::Full(Full::new(Bytes::from(text))),
+            )
+        }
+        Reply::Text(s, ctype, t) => (s, ctype, ApiBody::Full(Full::new(Bytes::from(t)))),
+        Reply::Stream(rx) => (200, "application/x-ndjson", ApiBody::Stream(rx)),
+    };
+    if status == 403 {
+        ctl.denied.fetch_add(1, Ordering::Relaxed);
+    }
+    let resp = Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", ctype)
+        .body(body)
+        .unwrap_or_else(|_| Response::new(ApiBody::Full(Full::new(Bytes::new()))));
+    Ok(resp)
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        // serde names unknown and missing fields in its message.
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.starts_with("unknown field") || msg.starts_with("missing field"))
+            .map(str::to_owned);
+        let status = 400;
+        match field {
+            Some(f) => ApiError::field(status, f, format!("invalid request body: {msg}")),
+            None => ApiError::new(status, format!("invalid request body: {msg}")),
+        }
+    })
+}
+
+fn route<S: Storage>(
+    ctl: &Control<S>,
+    (uid, gid, pid): (u32, u32, i32),
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Reply {
+    let Some(role) = role_of(&ctl.access, uid, gid) else {
+        return err_reply(ApiError::new(
+            403,
+            format!("peer uid {uid} gid {gid} is not on control's allow-list"),
+        ));
+    };
+    let actor = Actor {
+        uid,
+        gid,
+        pid,
+        role,
+    };
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let change = !matches!(*method, Method::GET | Method::HEAD);
+    if change && role != Role::Admin {
+        return err_reply(ApiError::new(
+            403,
+            format!("peer uid {uid} gid {gid} has the read-only role; changes need admin"),
+        ));
+    }
+    let result = match (method.clone(), segs.as_slice()) {
+        (Method::GET, ["metrics"]) => {
+            return Reply::Text(200, "text/plain; version=0.0.4", metrics(ctl));
+        }
+        (Method::GET, ["v1", "status"]) => Ok(status(ctl, &actor)),
+        (Method::GET, ["v1", "plugins"]) => {
+            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+            Ok(json_reply(
+                200,
+                s.state().plugins.values().collect::<Vec<_>>(),
+            ))
+        }
+        (Method::GET, ["v1", "plugins", name]) => {
+            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+            s.state()
+                .plugins
+                .get(*name)
+                .map(|p| json_reply(200, p))
+                .ok_or_else(|| ApiError::new(404, format!("no plugin {name:?}")))
+        }
+        (Method::POST, ["v1", "plugins"]) => parse::<PluginRequest>(body)
+            .and_then(|r| inspect_plugin(&r))
+            .and_then(|p| apply(ctl, Change::AddPlugin(p), &actor)),
+        (Method::DELETE, ["v1", "plugins", name]) => {
+            apply(ctl, Change::RemovePlugin((*name).into()), &actor)
+        }
+        (Method::GET, ["v1", "scopes"]) => {
+            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+            Ok(json_reply(
+                200,
+                s.state().scopes.values().collect::<Vec<_>>(),
+            ))
+        }
+        (Method::POST, ["v1", "scopes"]) => {
+            parse::<ScopeDef>(body).and_then(|s| apply(ctl, Change::PutScope(s, false), &actor))
+        }
+        (Method::PUT, ["v1", "scopes", name]) => parse::<ScopeDef>(body).and_then(|s| {
+            if s.name != *name {
+                return Err(ApiError::field(
+                    422,
+                    "name",
+                    "differs from the name in the path",
+                ));
+            }
+            apply(ctl, Change::PutScope(s, true), &actor)
+        }),
+        (Method::DELETE, ["v1", "scopes", name]) => {
+            apply(ctl, Change::RemoveScope((*name).into()), &actor)
+        }
+        (Method::GET, ["v1", "bindings"]) => {
+            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+            Ok(json_reply(
+                200,
+                s.state().bindings.values().collect::<Vec<_>>(),
+            ))
+        }
+        (Method::GET, ["v1", "bindings", name]) => {
+            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+            s.state()
+                .bindings
+                .get(*name)
+                .map(|b| json_reply(200, b))
+                .ok_or_else(|| ApiError::new(404, format!("no binding {name:?}")))
+        }
+        (Method::POST, ["v1", "bindings"]) => {
+            parse::<Binding>(body).and_then(|b| apply(ctl, Change::PutBinding(b, false), &actor))
+        }
+        (Method::PUT, ["v1", "bindings", name]) => parse::<Binding>(body).and_then(|b| {
+            if b.name != *name {
+                return Err(ApiError::field(
+                    422,
+                    "name",
+                    "differs from the name in the path",
+                ));
+            }
+            apply(ctl, Change::PutBinding(b, true), &actor)
+        }),
+        (Method::DELETE, ["v1", "bindings", name]) => {
+            apply(ctl, Change::RemoveBinding((*name).into()), &actor)
+        }
+        (Method::POST, ["v1", "bindings", name, "enable"]) => {
+            apply(ctl, Change::SetEnabled((*name).into(), true), &actor)
+        }
+        (Method::POST, ["v1", "bindings", name, "disable"]) => {
+            apply(ctl, Change::SetEnabled((*name).into(), false), &actor)
+        }
+        (Method::GET, ["v1", "history"]) => {
+            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+            Ok(json_reply(200, s.history()))
+        }
+        (Method::POST, ["v1", "rollback"]) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Rollback {
+                version: u64,
+            }
+            parse::<Rollback>(body).and_then(|r| {
+                let mut s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+                let v = s.rollback(r.version, &actor)?;
+                ctl.changes.fetch_add(1, Ordering::Relaxed);
+                Ok(json_reply(
+                    200,
+                    json!({"version": v, "rolled_back_to": r.version}),
+                ))
+            })
+        }
+        (Method::GET, ["v1", "dataplanes"]) => Ok(json_reply(200, dataplanes(ctl))),
+        (Method::GET, ["v1", "evidence"]) => Filter::parse(query).and_then(|f| evidence(ctl, f)),
+        (_, ["v1", ..] | ["metrics"]) => Err(ApiError::new(
+            if segs.len() > 1 { 405 } else { 404 },
+            format!("no route {method} {path}"),
+        )),
+        _ => Err(ApiError::new(404, format!("no route {method} {path}"))),
+    };
+    result.unwrap_or_else(err_reply)
+}
+
+fn apply<S: Storage>(ctl: &Control<S>, change: Change, actor: &Actor) -> Result<Reply, ApiError> {
+    let mut store = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+    let version = store.change(&change, actor)?;
+    ctl.changes.fetch_add(1, Ordering::Relaxed);
+    let status = if matches!(
+        change,
+        Change::AddPlugin(_) | Change::PutScope(_, false) | Change::PutBinding(_, false)
+    ) {
+        201
+    } else {
+        200
+    };
+    Ok(json_reply(
+        status,
+        json!({"version": version, "action": change.action(), "resource": change.resource()}),
+    ))
+}
+
+fn status<S: Storage>(ctl: &Control<S>, actor: &Actor) -> Reply {
+    let version = ctl
+        .store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .state()
+        .version;
+    let log = lock(&ctl.log);
+    json_reply(
+        200,
+        json!({
+            "version": version,
+            "uptime_s": ctl.started.elapsed().as_secs(),
+            "you": {"uid": actor.uid, "gid": actor.gid, "role": actor.role},
+            "run_dir": ctl.run_dir,
+            "log": {
+                "backend": log.storage().backend(),
+                "first_index": log.first_index(),
+                "next_index": log.next_index(),
+                "segments": log.segment_count(),
+                "bytes": log.bytes(),
+            },
+        }),
+    )
+}
+
+fn dataplanes<S: Storage>(ctl: &Control<S>) -> Vec<Value> {
+    let rings = ctl
+        .rings
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(ctl.run_dir.join(DATAPLANES_DIR)) {
+        for e in entries.flatten() {
+            let Ok(bytes) = std::fs::read(e.path()) else {
+                continue;
+            };
+            let Ok(st) = serde_json::from_slice::<DataplaneStatus>(&bytes) else {
+                continue;
+            };
+            let alive = Path::new("/proc").join(st.pid.to_string()).exists();
+            let mine: Vec<Value> = rings
+                .iter()
+                .filter(|r| st.rings.contains(&r.name))
+                .map(ring_json)
+                .collect();
+            out.push(json!({
+                "pid": st.pid,
+                "alive": alive,
+                "healthy": alive && st.last_error.is_none(),
+                "policy_version": st.policy_version,
+                "last_error": st.last_error,
+                "updated_ms": st.updated_ms,
+                "workers": st.rings.len(),
+                "rings": mine,
+            }));
+        }
+    }
+    out
+}
+
+fn ring_json(r: &RingHealth) -> Value {
+    json!({
+        "name": r.name,
+        "id": r.id,
+        "drained": r.drained,
+        "corrupt": r.corrupt,
+        "lanes": r.lanes.iter().map(|l| json!({
+            "lane": l.lane,
+            "owner_pid": l.owner_pid,
+            "backlog_bytes": l.backlog_bytes,
+            "dropped": l.dropped,
+            "abandoned": l.abandoned,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn evidence<S: Storage>(ctl: &Control<S>, f: Filter) -> Result<Reply, ApiError> {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let log = Arc::clone(&ctl.log);
+    let limit = f.limit.unwrap_or(if f.follow { usize::MAX } else { 1000 });
+    // Scan on the blocking pool; the body streams as lines come.
+    tokio::task::spawn_blocking(move || {
+        let mut next = f.from_index;
+        let mut sent = 0usize;
+        loop {
+            let (snapshot, storage) = {
+                let l = lock(&log);
+                (l.snapshot(), l.storage().clone())
+            };
+            let mut chunk = String::new();
+            let mut closed = false;
+            let r = snapshot.scan(&storage, next, |entry| {
+                next = entry.index + 1;
+                if let Some(line) = render(&entry, &f) {
+                    chunk.push_str(&line);
+                    sent += 1;
+                }
+                if chunk.len() > 64 * 1024 {
+                    closed |= tx
+                        .blocking_send(Bytes::from(std::mem::take(&mut chunk)))
+                        .is_err();
+                }
+                !closed && sent < limit
+            });
+            if !chunk.is_empty() && tx.blocking_send(Bytes::from(chunk)).is_err() {
+                return;
+            }
+            if r.is_err() || closed || sent >= limit || !f.follow {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    Ok(Reply::Stream(rx))
+}
+
+fn metrics<S: Storage>(ctl: &Control<S>) -> String {
+    use std::fmt::Write as _;
+    let mut m = String::new();
+    let mut put = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            m,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    let version = ctl
+        .store
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .state()
+        .version;
+    put(
+        "odock_control_state_version",
+        "gauge",
+        "Version of control's state.",
+        version,
+    );
+    put(
+        "odock_control_uptime_seconds",
+        "gauge",
+        "Seconds since control started.",
+        ctl.started.elapsed().as_secs(),
+    );
+    put(
+        "odock_control_requests_total",
+        "counter",
+        "API requests served.",
+        ctl.requests.load(Ordering::Relaxed),
+    );
+    put(
+        "odock_control_denied_total",
+        "counter",
+        "API requests refused by the allow-list or role.",
+        ctl.denied.load(Ordering::Relaxed),
+    );
+    put(
+        "odock_control_changes_total",
+        "counter",
+        "State changes applied since start.",
+        ctl.changes.load(Ordering::Relaxed),
+    );
+    put(
+        "odock_evidence_drained_total",
+        "counter",
+        "Evidence records drained from rings and committed.",
+        ctl.drain.records.load(Ordering::Relaxed),
+    );
+    put(
+        "odock_evidence_rings_retired_total",
+        "counter",
+        "Rings removed after their dataplane exited and they were drained.",
+        ctl.drain.rings_retired.load(Ordering::Relaxed),
+    );
+    let (backend, stats, next, segments, bytes) = {
+        let l = lock(&ctl.log);
+        (
+            l.storage().backend(),
+            l.stats(),
+            l.next_index(),
+            l.segment_count(),
+            l.bytes(),
+        )
+    };
+    put(
+        "odock_evidence_log_commits_total",
+        "counter",
+        "Group commits (data syncs) of the evidence log.",
+        stats.commits,
+    );
+    put(
+        "odock_evidence_log_committed_records_total",
+        "counter",
+        "Records committed to the evidence log since start.",
+        stats.committed_records,
+    );
+    put(
+        "odock_evidence_log_next_index",
+        "gauge",
+        "Index the next log record gets.",
+        next,
+    );
+    put(
+        "odock_evidence_log_segments",
+        "gauge",
+        "Segment files kept.",
+        segments as u64,
+    );
+    put(
+        "odock_evidence_log_bytes",
+        "gauge",
+        "Bytes kept in the evidence log.",
+        bytes,
+    );
+    let _ = writeln!(
+        m,
+        "# HELP odock_evidence_log_backend The evidence log's write path.\n# TYPE odock_evidence_log_backend gauge\nodock_evidence_log_backend{{backend=\"{backend}\"}} 1"
+    );
+    let rings = ctl
+        .rings
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let _ = writeln!(
+        m,
+        "# HELP odock_evidence_ring_backlog_bytes Bytes waiting in an evidence ring.\n# TYPE odock_evidence_ring_backlog_bytes gauge"
+    );
+    for r in &rings {
+        let backlog: u64 = r.lanes.iter().map(|l| l.backlog_bytes).sum();
+        let _ = writeln!(
+            m,
+            "odock_evidence_ring_backlog_bytes{{ring=\"{}\"}} {backlog}",
+            r.name
+        );
+    }
+    let _ = writeln!(
+        m,
+        "# HELP odock_evidence_ring_dropped_total Records an evidence ring refused because it was full.\n# TYPE odock_evidence_ring_dropped_total counter"
+    );
+    for r in &rings {
+        let dropped: u64 = r.lanes.iter().map(|l| l.dropped).sum();
+        let _ = writeln!(
+            m,
+            "odock_evidence_ring_dropped_total{{ring=\"{}\"}} {dropped}",
+            r.name
+        );
+    }
+    m
+}

@@ -1,0 +1,296 @@
+//! The drainer: attaches every evidence ring under `<run>/evidence/`, and
+//! moves committed records into the durable log.
+//!
+//! Each round takes one batch from every ring and appends its records to
+//! the log; then it waits out the group-commit cadence, commits, and only
+//! then drops the batches, which publishes each ring's consumer position.
+//! So a record leaves its ring only once it is durable: control killed at
+//! any point loses nothing a dataplane committed, and a restarted control
+//! resumes each ring where the last one's durable records end (records
+//! appended but not committed are drained again; none was committed twice,
+//! because the commit and the release are in that order and a failed commit
+//! stops the drainer).
+//!
+//! A ring whose creator process is gone, with no live producer and nothing
+//! left in it, is removed after its last records are durable.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use odock_dataplane::ring::{Consumer, LaneStatus, MappedMemory, Ring};
+use odock_dataplane::runtime::control_link::EVIDENCE_DIR;
+
+use crate::log::{Log, LogError, Origin, Storage};
+
+/// How often the evidence directory is listed for new rings.
+pub const RESCAN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The log shared by the drainer, the API (control's own records) and
+/// readers.
+pub type SharedLog<S> = Arc<Mutex<Log<S>>>;
+
+/// Locks a shared log (a panic elsewhere does not make it unusable: the log
+/// keeps its own failed state).
+pub fn lock<S: Storage>(log: &SharedLog<S>) -> MutexGuard<'_, Log<S>> {
+    log.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The id a ring file gets in the log: CRC32C of its name, never 0 (0 is
+/// control's own records).
+pub fn ring_id(name: &str) -> u32 {
+    crc32c::crc32c(name.as_bytes()).max(1)
+}
+
+/// One attached ring, as health and metrics see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingHealth {
+    /// The ring file's name.
+    pub name: String,
+    /// Its id in the log.
+    pub id: u32,
+    /// The pid that created it (from its name).
+    pub creator_pid: Option<u32>,
+    /// Records drained into the log since control started.
+    pub drained: u64,
+    /// Its lanes.
+    pub lanes: Vec<LaneStatus>,
+    /// Why the consumer stopped, if the ring broke the protocol.
+    pub corrupt: Option<String>,
+}
+
+struct Attached {
+    name: String,
+    path: PathBuf,
+    id: u32,
+    creator_pid: Option<u32>,
+    consumer: Consumer<MappedMemory>,
+    drained: u64,
+    corrupt: Option<String>,
+}
+
+/// Counters the metrics endpoint shows.
+#[derive(Debug, Default)]
+pub struct DrainStats {
+    /// Records drained and committed.
+    pub records: AtomicU64,
+    /// Rounds that committed something.
+    pub rounds: AtomicU64,
+    /// Rings removed after their creator died and they were empty.
+    pub rings_retired: AtomicU64,
+    /// Rings that could not be attached (counted per attempt).
+    pub attach_errors: AtomicU64,
+}
+
+/// The drainer (see the [module docs](self)).
+pub struct Drainer<S: Storage> {
+    dir: PathBuf,
+    log: SharedLog<S>,
+    rings: BTreeMap<String, Attached>,
+    health: Arc<Mutex<Vec<RingHealth>>>,
+    stats: Arc<DrainStats>,
+    last_scan: Option<Instant>,
+}
+
+fn creator_pid(name: &str) -> Option<u32> {
+    name.split('-').next()?.parse().ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+impl<S: Storage> Drainer<S> {
+    /// A drainer of the rings under `<run_dir>/evidence/` into `log`.
+    pub fn new(run_dir: &Path, log: SharedLog<S>) -> Drainer<S> {
+        Drainer {
+            dir: run_dir.join(EVIDENCE_DIR),
+            log,
+            rings: BTreeMap::new(),
+            health: Arc::new(Mutex::new(Vec::new())),
+            stats: Arc::new(DrainStats::default()),
+            last_scan: None,
+        }
+    }
+
+    /// The rings' health, refreshed every round.
+    pub fn health(&self) -> Arc<Mutex<Vec<RingHealth>>> {
+        Arc::clone(&self.health)
+    }
+
+    /// The drainer's counters.
+    pub fn stats(&self) -> Arc<DrainStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Drains until `stop` is set, then commits what it holds.
+    ///
+    /// # Errors
+    /// A log commit failed: the drainer stops holding its batches (their
+    /// records stay in the rings for the next control).
+    pub fn run(mut self, stop: &AtomicBool) -> Result<(), LogError> {
+        while !stop.load(Ordering::Relaxed) {
+            let n = self.round()?;
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists the evidence directory: attaches new rings, retires dead
+    /// empty ones.
+    pub fn rescan(&mut self) {
+        self.last_scan = Some(Instant::now());
+        if let Ok(entries) = fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if !name.ends_with(".ring") || self.rings.contains_key(&name) {
+                    continue;
+                }
+                let path = entry.path();
+                let attached = Ring::attach(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|ring| ring.consumer().map_err(|e| e.to_string()));
+                match attached {
+                    Ok(mut consumer) => {
+                        consumer.set_lane_quota(u64::MAX);
+                        self.rings.insert(
+                            name.clone(),
+                            Attached {
+                                id: ring_id(&name),
+                                creator_pid: creator_pid(&name),
+                                name,
+                                path,
+                                consumer,
+                                drained: 0,
+                                corrupt: None,
+                            },
+                        );
+                    }
+                    Err(_) => {
+                        // A ring still being created, or another control
+                        // holds it: try again next scan.
+                        self.stats.attach_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        // Retire rings whose creator is gone and which hold nothing.
+        let mut gone = Vec::new();
+        for (name, a) in &mut self.rings {
+            if a.corrupt.is_some() {
+                continue;
+            }
+            let dead = a.creator_pid.is_some_and(|pid| !alive(pid));
+            if !dead {
+                continue;
+            }
+            let _ = a.consumer.reap_dead_producers();
+            let lanes = a.consumer.lanes();
+            if lanes
+                .iter()
+                .all(|l| l.owner_pid.is_none() && l.backlog_bytes == 0)
+            {
+                gone.push(name.clone());
+            }
+        }
+        for name in gone {
+            if let Some(a) = self.rings.remove(&name) {
+                let _ = fs::remove_file(&a.path);
+                self.stats.rings_retired.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One round: a batch from every ring into the log, the commit when the
+    /// cadence asks, then the release. Returns the records moved.
+    ///
+    /// # Errors
+    /// The commit failed.
+    pub fn round(&mut self) -> Result<usize, LogError> {
+        if self
+            .last_scan
+            .is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL)
+        {
+            self.rescan();
+        }
+        let log = Arc::clone(&self.log);
+        let mut total = 0;
+        let mut batches = Vec::with_capacity(self.rings.len());
+        {
+            let mut guard = lock(&log);
+            for a in self.rings.values_mut() {
+                if a.corrupt.is_some() {
+                    continue;
+                }
+                let mut batch = a.consumer.batch();
+                loop {
+                    match batch.next() {
+                        Ok(Some(record)) => {
+                            guard.append(
+                                Origin {
+                                    ring: a.id,
+                                    lane: record.lane(),
+                                    ring_seq: a.drained,
+                                },
+                                &record,
+                            )?;
+                            a.drained += 1;
+                            total += 1;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            a.corrupt = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                batches.push(batch);
+            }
+        }
+        if total > 0 {
+            // Wait out the cadence without the lock (the API may commit
+            // meanwhile; its commit covers our records too), then commit.
+            loop {
+                let wait = lock(&log).commit_wait();
+                match wait {
+                    Some(w) if !w.is_zero() && !lock(&log).commit_due() => {
+                        std::thread::sleep(w.min(Duration::from_millis(10)));
+                    }
+                    _ => break,
+                }
+            }
+            lock(&log).commit()?;
+            self.stats
+                .records
+                .fetch_add(total as u64, Ordering::Relaxed);
+            self.stats.rounds.fetch_add(1, Ordering::Relaxed);
+        }
+        // Durable: now the rings may reuse the space.
+        drop(batches);
+        self.refresh_health();
+        Ok(total)
+    }
+
+    fn refresh_health(&mut self) {
+        let health = self
+            .rings
+            .values()
+            .map(|a| RingHealth {
+                name: a.name.clone(),
+                id: a.id,
+                creator_pid: a.creator_pid,
+                drained: a.drained,
+                lanes: a.consumer.lanes(),
+                corrupt: a.corrupt.clone(),
+            })
+            .collect();
+        *self.health.lock().unwrap_or_else(PoisonError::into_inner) = health;
+    }
+}

@@ -1,0 +1,160 @@
+//! Evidence queries over the durable log: filters, and the JSON line each
+//! matching record becomes.
+
+use std::collections::HashMap;
+
+use odock_dataplane::evidence::{self, EvidenceRecord};
+use serde_json::Value;
+
+use crate::log::Entry;
+use crate::state::ApiError;
+
+/// What `GET /v1/evidence` filters on (every given filter must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Records written at or after this time (UNIX epoch ns).
+    pub since_ns: Option<u64>,
+    /// Records written before this time.
+    pub until_ns: Option<u64>,
+    /// Request id.
+    pub request_id: Option<String>,
+    /// Scope tenant.
+    pub tenant: Option<String>,
+    /// Plugin name.
+    pub plugin: Option<String>,
+    /// Gate name (`request`, `response`, `complete`, `none`).
+    pub gate: Option<String>,
+    /// Verdict name (`continue`, `block`, ...).
+    pub verdict: Option<String>,
+    /// Kind name (`decision`, `gap`, `control_change`, ...).
+    pub kind: Option<String>,
+    /// Start at this log index.
+    pub from_index: u64,
+    /// At most this many records (default 1000 unless following).
+    pub limit: Option<usize>,
+    /// Keep streaming new records.
+    pub follow: bool,
+}
+
+impl Filter {
+    /// Parses a query string.
+    ///
+    /// # Errors
+    /// 400 naming the parameter.
+    pub fn parse(query: &str) -> Result<Filter, ApiError> {
+        let mut f = Filter::default();
+        let params: HashMap<String, String> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (decode(k), decode(v))
+            })
+            .collect();
+        for (k, v) in params {
+            let num = |v: &str| {
+                v.parse::<u64>().map_err(|_| {
+                    ApiError::field(
+                        400,
+                        k.clone(),
+                        format!("{v:?} is not a non-negative integer"),
+                    )
+                })
+            };
+            match k.as_str() {
+                "since_ns" => f.since_ns = Some(num(&v)?),
+                "until_ns" => f.until_ns = Some(num(&v)?),
+                "from_index" => f.from_index = num(&v)?,
+                "limit" => f.limit = Some(num(&v)? as usize),
+                "follow" => f.follow = matches!(v.as_str(), "" | "1" | "true"),
+                "request_id" => f.request_id = Some(v),
+                "tenant" => f.tenant = Some(v),
+                "plugin" => f.plugin = Some(v),
+                "gate" => f.gate = Some(v),
+                "verdict" => f.verdict = Some(v),
+                "kind" => f.kind = Some(v),
+                _ => return Err(ApiError::field(400, k.clone(), "unknown query parameter")),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether `r` matches.
+    pub fn matches(&self, r: &EvidenceRecord<'_>) -> bool {
+        let e = &r.evidence;
+        let ts = r.stamp.timestamp_ns;
+        self.since_ns.is_none_or(|s| ts >= s)
+            && self.until_ns.is_none_or(|u| ts < u)
+            && self.request_id.as_deref().is_none_or(|v| e.request_id == v)
+            && self.tenant.as_deref().is_none_or(|v| e.scope.tenant == v)
+            && self.plugin.as_deref().is_none_or(|v| e.plugin == v)
+            && self.gate.as_deref().is_none_or(|v| e.gate.to_string() == v)
+            && self
+                .verdict
+                .as_deref()
+                .is_none_or(|v| e.verdict.to_string() == v)
+            && self.kind.as_deref().is_none_or(|v| e.kind.to_string() == v)
+    }
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The JSON line for one log entry: the record's JSON (see
+/// `odock_dataplane::evidence::write_json_line`) plus `log_index`,
+/// `stored_ns`, `ring` and `lane`; `None` when it does not decode or does
+/// not match. An entry that does not decode becomes a line with `kind`
+/// `undecodable` and the error, so an export never hides one silently,
+/// unless a filter is set.
+pub fn render(entry: &Entry, filter: &Filter) -> Option<String> {
+    let mut v = match evidence::decode(&entry.payload) {
+        Ok(r) => {
+            if !filter.matches(&r) {
+                return None;
+            }
+            serde_json::to_value(r).ok()?
+        }
+        Err(e) => {
+            let unfiltered = filter.request_id.is_none()
+                && filter.tenant.is_none()
+                && filter.plugin.is_none()
+                && filter.gate.is_none()
+                && filter.verdict.is_none()
+                && filter.kind.is_none();
+            if !unfiltered {
+                return None;
+            }
+            serde_json::json!({"kind": "undecodable", "error": e.to_string()})
+        }
+    };
+    if let Value::Object(m) = &mut v {
+        m.insert("log_index".into(), entry.index.into());
+        m.insert("stored_ns".into(), entry.stored_ns.into());
+        m.insert("ring".into(), entry.origin.ring.into());
+        m.insert("lane".into(), entry.origin.lane.into());
+    }
+    let mut line = v.to_string();
+    line.push('\n');
+    Some(line)
+}
