@@ -96,12 +96,15 @@
 #![forbid(unsafe_code)]
 
 mod abi;
+mod pointer;
 mod scan;
 mod sse;
 #[cfg(test)]
 mod tests;
 mod unescape;
 mod walk;
+
+pub use pointer::{PointerError, locate};
 
 pub use abi::AbiMessages;
 pub use unescape::{UnescapeError, UnescapeErrorKind, unescape_into};

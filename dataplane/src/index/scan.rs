@@ -28,6 +28,24 @@ const fn off(at: usize) -> u32 {
     at as u32
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Some byte of `word` is zero. Exact as to whether one is (borrows only
+/// run upward from a zero byte), which is all the scanner asks.
+const fn has_zero(word: u64) -> bool {
+    word.wrapping_sub(ONES) & !word & HIGH != 0
+}
+
+/// Some byte of `word` ends or escapes a string's plain run: `"`, `\` or
+/// a control character (below 0x20; bytes of 0x80 and up are not, the
+/// `!word` excludes them).
+const fn special(word: u64) -> bool {
+    has_zero(word ^ (ONES * b'"' as u64))
+        || has_zero(word ^ (ONES * b'\\' as u64))
+        || word.wrapping_sub(ONES * 0x20) & !word & HIGH != 0
+}
+
 pub(super) fn fail<T>(at: usize, kind: ErrorKind) -> Result<T> {
     Err(IndexError {
         offset: off(at),
@@ -103,6 +121,15 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         let mut non_ascii = false;
         loop {
+            // Eight bytes at a time while none of them needs a look.
+            while let Some(chunk) = self.bytes[..self.end].get(self.pos..self.pos + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+                non_ascii |= word & HIGH != 0;
+                if special(word) {
+                    break;
+                }
+                self.pos += 8;
+            }
             let Some(c) = self.byte(self.pos) else {
                 return self.eof();
             };

@@ -566,6 +566,49 @@ fn errors_name_the_byte_and_the_cause() {
 }
 
 #[test]
+fn strings_find_every_special_byte_at_every_offset() {
+    // The scanner skips plain runs eight bytes at a time: a quote, a
+    // backslash, a control character or a non-ASCII byte at any offset of
+    // a word must still be seen.
+    for len in 0..40 {
+        for at in 0..len {
+            let mut plain = vec![b'a'; len];
+            plain[at] = 0x1f;
+            let body = [&b"{\"x\":\""[..], &plain, b"\"}"].concat();
+            let e = invalid(&body, Part::Request);
+            assert_eq!(
+                (e.offset as usize, e.kind),
+                (6 + at, ErrorKind::ControlCharacter)
+            );
+
+            plain[at] = 0xff;
+            let body = [&b"{\"x\":\""[..], &plain, b"\"}"].concat();
+            let e = invalid(&body, Part::Request);
+            assert_eq!(
+                (e.offset as usize, e.kind),
+                (6 + at, ErrorKind::InvalidUtf8)
+            );
+
+            plain[at] = b'"';
+            let body = [&b"{\"model\":\""[..], &plain, b"}"].concat();
+            let idx = index(&body, Part::Request, ApiKind::Unknown);
+            if at == len - 1 {
+                assert_eq!(idx.model.unwrap().span, Span::new(10, at as u32));
+            } else {
+                assert!(!idx.valid());
+            }
+
+            plain[at] = b'\\';
+            plain.insert(at + 1, b'n');
+            let body = [&b"{\"model\":\""[..], &plain, b"\"}"].concat();
+            let m = valid(&body, Part::Request, ApiKind::Unknown).model.unwrap();
+            assert!(m.escaped);
+            assert_eq!(m.span.len as usize, len + 1);
+        }
+    }
+}
+
+#[test]
 fn numbers_are_checked_by_grammar_only() {
     // A number's value is the upstream's business; serde_json refuses
     // 1e400, the index takes it as the JSON grammar does.
