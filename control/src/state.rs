@@ -544,7 +544,14 @@ impl State {
         if b.time_budget_ms == 0 || b.time_budget_ms > 60_000 {
             return Err(ApiError::field(422, "time_budget_ms", "must be 1 to 60000"));
         }
+        // No schema, or the empty schema `{}` (which accepts anything):
+        // nothing to check, and raw text is fine.
         let schema = &plugin.info.config_schema;
+        let schema = if schema.as_object().is_some_and(|o| o.is_empty()) {
+            &Value::Null
+        } else {
+            schema
+        };
         match (&b.config, &b.config_text) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::field(
