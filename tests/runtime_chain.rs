@@ -1016,3 +1016,38 @@ fn a_malformed_body_passes_with_its_index_marked_invalid() {
     }
     assert_eq!(recorded.decisions.lock().unwrap().len(), 4);
 }
+
+/// `replace_body_field` replaces the value a JSON pointer names; a pointer
+/// that names nothing, or a value that is not JSON, is the plugin's failure.
+#[test]
+fn a_body_field_is_replaced_by_json_pointer() {
+    let (a, b) = (probe("probe-a"), probe("probe-b"));
+    let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"my card is 4111"}]}"#;
+    let (_rt, mut runner, recorded) = runtime_with(
+        vec![
+            bind("probe-a", 1, r#"field:/messages/0/content="[redacted]""#),
+            bind("probe-b", 2, "redact:redacted"),
+        ],
+        &[a.clone(), b.clone()],
+    );
+    let f = frame(&[], body);
+    let out = runner.request(&f);
+    assert_eq!(out.verdict, Verdict::Continue);
+    assert_eq!(
+        std::str::from_utf8(out.body()).unwrap(),
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"[********]"}]}"#
+    );
+    assert_eq!(
+        recorded.decisions.lock().unwrap()[0].1,
+        "continue [field /messages/0/content]"
+    );
+    for config in [r#"field:/messages/9/content="x""#, "field:/model=not json"] {
+        let (_rt, mut runner, _) =
+            runtime_with(vec![bind("probe-a", 1, config)], std::slice::from_ref(&a));
+        let out = runner.request(&f);
+        assert!(
+            matches!(out.verdict, Verdict::Block { status: 503, .. }),
+            "{config}"
+        );
+    }
+}

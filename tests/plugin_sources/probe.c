@@ -7,6 +7,7 @@
  *   sleep:MS            sleep MS milliseconds
  *   block:STATUS:REASON block with STATUS and REASON
  *   redact:WORD         replace every WORD in the body with '*'s
+ *   field:PTR=JSON      replace the body's value at JSON pointer PTR
  *   deny                call call_integration, which it never asked for
  *   fail                return ODOCK_ERR_FAILED
  *   require-valid       block 400 when the body's index is marked invalid
@@ -129,6 +130,11 @@ static odock_status_t run(state_t *s, odock_call_t *call, const odock_frame_t *f
     verdict->reason = pv(end, n - (size_t)(end - cmd));
     verdict->detail = pv("internal: probe blocked on config", 33);
     return ODOCK_OK;
+  }
+  if (starts(cmd, n, "field:")) {
+    const char *kv = cmd + 6, *eq = memchr(kv, '=', n - 6);
+    if (eq == NULL) return ODOCK_ERR_FAILED;
+    return h->replace_body_field(call, pv(kv, (size_t)(eq - kv)), pv(eq + 1, n - 6 - (size_t)(eq - kv) - 1));
   }
   if (starts(cmd, n, "redact:")) {
     const char *word = cmd + 7;

@@ -750,10 +750,18 @@ impl FrameState {
                     self.ranges.push((offset, len, b));
                     self.changes.push(ChangeRef::BodyRange(offset, len));
                 }
-                Transform::ReplaceBodyField { pointer, .. } => {
+                Transform::ReplaceBodyField { pointer, value } => {
+                    // The field becomes a range of the body the plugin saw;
+                    // the new value must be a whole JSON text.
+                    crate::index::validate(value).map_err(|_| ApplyError::FieldValueNotJson)?;
+                    let current = self.resolve(self.body, headers, body);
+                    let span = crate::index::locate(current, pointer)
+                        .map_err(|_| ApplyError::FieldNotFound)?;
+                    let b = self.stash(value);
                     let p = self.stash(pointer.as_bytes());
+                    self.ranges
+                        .push((u64::from(span.start), u64::from(span.len), b));
                     self.changes.push(ChangeRef::BodyField(p));
-                    return Err(ApplyError::BodyFieldUnsupported);
                 }
             }
         }
@@ -838,7 +846,11 @@ fn resolve_original<'b>(bytes: Bytes, headers: &'b [Header<'b>], body: &'b [u8])
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ApplyError {
-    BodyFieldUnsupported,
+    /// A field replacement's value is not a whole JSON text.
+    FieldValueNotJson,
+    /// A field replacement's pointer names no value of the body.
+    FieldNotFound,
+    /// Ranges overlap or run past the body.
     RangeOutOfBody,
 }
 
