@@ -138,9 +138,10 @@ impl CompletePool {
     fn stop_threads(&mut self) {
         self.stop.store(true, Ordering::Release);
         for ring in &self.rings {
-            // Wake a sleeping thread: a record-less wake-up through a
-            // zero-length record would be seen as a bad record, so use a
-            // free lane's empty reservation dropped at once (a discard).
+            // Wake a sleeping thread with a discarded record (the consumer
+            // skips it). With every lane held by a submitter there is no
+            // lane to do that: the thread then sees `stop` within its
+            // 100 ms wait.
             if let Ok(p) = ring.producer() {
                 drop(p.reserve(0));
             }
