@@ -19,6 +19,11 @@ pub const REAP_INTERVAL: Duration = Duration::from_millis(200);
 /// the ring's consumer owner word. It resumes at the positions the last
 /// consumer published, so a restarted consumer neither loses nor repeats a
 /// record it had not released.
+///
+/// Aligned to 128 bytes (two cache lines, beyond the adjacent-line
+/// prefetcher) so the consumer's hot fields never share a line with the
+/// producer's, wherever the two handles are allocated.
+#[repr(align(128))]
 pub struct Consumer<M: RingMemory = HeapMemory> {
     ring: Arc<Ring<M>>,
     me: u64,
@@ -31,9 +36,14 @@ pub struct Consumer<M: RingMemory = HeapMemory> {
     /// Bytes a batch takes from one lane before it moves on, so a busy lane
     /// gets space back regularly and cannot starve the others.
     lane_quota: u64,
+    /// What [`Consumer::poll`] does when a batch stops short.
+    poll_backoff: PollBackoff,
+    /// How long [`Consumer::wait`] polls before it announces a sleep.
+    wait_spin: Duration,
     poisoned: Option<CorruptRing>,
 }
 
+#[repr(align(128))] // hot, written per record: a line of its own
 struct LaneState {
     data: *mut u8,
     /// Where we read next.
@@ -81,6 +91,65 @@ pub enum WaitOutcome {
     Ready,
     /// The timeout passed with nothing ready.
     TimedOut,
+}
+
+/// Why a batch ended.
+///
+/// Ordered by urgency: when lanes end differently, a batch reports the
+/// greatest (`Quota` over `Busy` over `Empty`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stop {
+    /// Every lane was read up to its producer position: nothing more is
+    /// reserved.
+    Empty,
+    /// A lane stopped at a record that is reserved but not yet committed:
+    /// its producer is writing it right now. Reading its header again at
+    /// once pulls the cache line the producer is writing; pause first.
+    Busy,
+    /// The batch took as many bytes from a lane as it may (see
+    /// [`Consumer::set_lane_quota`]) and the lane has more reserved: poll
+    /// again at once.
+    Quota,
+}
+
+/// What [`Consumer::poll`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Committed records handed to the callback.
+    pub records: usize,
+    /// Why the batch ended.
+    pub stop: Stop,
+}
+
+/// How long [`Consumer::poll`] pauses (spinning, without a system call)
+/// before it returns a batch that ended short, so that the producer gets
+/// ahead and the next batch is larger. A consumer that polls again at once
+/// keeps pulling the cache lines the producer is writing, and the two cores
+/// trade them several times per record.
+///
+/// The pause never delays a record that was ready: it runs after the batch,
+/// and only when the batch found nothing more to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollBackoff {
+    /// After a batch that stopped at a BUSY record ([`Stop::Busy`]), whether
+    /// or not it read records before it.
+    pub busy: Duration,
+    /// After a batch that read nothing from an empty ring ([`Stop::Empty`]).
+    pub empty: Duration,
+}
+
+impl PollBackoff {
+    /// No pause: [`Consumer::poll`] returns at once, as [`Consumer::drain`].
+    pub const NONE: PollBackoff = PollBackoff {
+        busy: Duration::ZERO,
+        empty: Duration::ZERO,
+    };
+}
+
+impl Default for PollBackoff {
+    fn default() -> Self {
+        PollBackoff::NONE
+    }
 }
 
 /// One lane as the consumer sees it, for health and metrics.
@@ -157,6 +226,8 @@ impl<M: RingMemory> Consumer<M> {
             size: g.data_size,
             max_len: g.max_record_len() as u64,
             lane_quota: (g.data_size / 4).max(64),
+            poll_backoff: PollBackoff::NONE,
+            wait_spin: Duration::ZERO,
             poisoned,
             ring,
         })
@@ -179,13 +250,38 @@ impl<M: RingMemory> Consumer<M> {
     /// each lane's position once.
     pub fn batch(&mut self) -> Batch<'_, M> {
         let start = self.next_lane;
-        self.next_lane = (start + 1) % self.lanes.len();
+        self.next_lane = if start + 1 == self.lanes.len() {
+            0
+        } else {
+            start + 1
+        };
         Batch {
             consumer: self,
-            start,
+            lane: start,
             visited: 0,
             taken: 0,
+            stop: Stop::Empty,
         }
+    }
+
+    /// Sets what [`Self::poll`] does when a batch ends short (default:
+    /// [`PollBackoff::NONE`]).
+    pub fn set_poll_backoff(&mut self, backoff: PollBackoff) {
+        self.poll_backoff = backoff;
+    }
+
+    /// Sets how long [`Self::wait`] keeps polling the ring before it
+    /// announces a sleep and takes the futex (default: zero, sleep at once).
+    ///
+    /// As in an adaptive mutex: a record committed within that time is seen
+    /// without any system call on either side (the producer sees no sleeper
+    /// and skips the wake-up), at the cost of up to `spin` of CPU time each
+    /// time the ring goes idle. Worth it when records usually follow each
+    /// other within a few tens of microseconds, as a request and its answer
+    /// do; a wake-up of a sleeping thread costs tens of microseconds on a
+    /// virtual machine.
+    pub fn set_wait_spin(&mut self, spin: Duration) {
+        self.wait_spin = spin;
     }
 
     /// Reads one batch, handing each record to `f`; returns how many.
@@ -193,19 +289,56 @@ impl<M: RingMemory> Consumer<M> {
     /// # Errors
     /// [`CorruptRing`] when the shared memory breaks the protocol; the
     /// records before the fault were delivered and released.
-    pub fn drain(&mut self, mut f: impl FnMut(Record<'_>)) -> Result<usize, CorruptRing> {
+    pub fn drain(&mut self, f: impl FnMut(Record<'_>)) -> Result<usize, CorruptRing> {
+        Ok(self.drain_batch(f)?.records)
+    }
+
+    /// Reads one batch as [`Self::drain`] does and says why it ended; then,
+    /// if it ended short, pauses as [`Self::set_poll_backoff`] says: after
+    /// [`Stop::Busy`] for `busy`, after an empty batch for `empty`. The
+    /// records are released before the pause.
+    ///
+    /// This is the call for a consumer that busy-polls: batches grow from a
+    /// handful of records to hundreds, because the consumer stops pulling
+    /// the cache lines the producer is writing.
+    ///
+    /// # Errors
+    /// As for [`Self::drain`].
+    pub fn poll(&mut self, f: impl FnMut(Record<'_>)) -> Result<Drained, CorruptRing> {
+        let drained = self.drain_batch(f)?;
+        let pause = match drained.stop {
+            Stop::Busy => self.poll_backoff.busy,
+            Stop::Empty if drained.records == 0 => self.poll_backoff.empty,
+            _ => Duration::ZERO,
+        };
+        if !pause.is_zero() {
+            let mut spin = Spin::new(pause);
+            while spin.again() {}
+        }
+        Ok(drained)
+    }
+
+    #[inline]
+    fn drain_batch(&mut self, mut f: impl FnMut(Record<'_>)) -> Result<Drained, CorruptRing> {
         let mut batch = self.batch();
-        let mut n = 0;
+        let mut records = 0;
         while let Some(record) = batch.next()? {
             f(record);
-            n += 1;
+            records += 1;
         }
-        Ok(n)
+        Ok(Drained {
+            records,
+            stop: batch.stop,
+        })
     }
 
     /// Sleeps until a record is ready or `timeout` passes (`None`: until a
     /// record is ready). Producers issue a wake-up only while the consumer
     /// sleeps.
+    ///
+    /// With a spin set ([`Self::set_wait_spin`]) it first polls the ring for
+    /// that long (bounded by `timeout`) without announcing anything, and
+    /// returns as soon as a record is ready.
     ///
     /// While a lane head is BUSY the sleep is cut to [`REAP_INTERVAL`], after
     /// which a lane whose producer died is reaped.
@@ -214,6 +347,21 @@ impl<M: RingMemory> Consumer<M> {
     /// [`CorruptRing`], as for [`Self::batch`].
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<WaitOutcome, CorruptRing> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        if !self.wait_spin.is_zero() {
+            // W-1: poll before announcing anything. Only Acquire loads (C1,
+            // C2), so no new ordering: a record seen here is read as in a
+            // batch; one not seen is caught by the handshake below.
+            let spin = timeout.map_or(self.wait_spin, |t| t.min(self.wait_spin));
+            let mut spin = Spin::new(spin);
+            loop {
+                if self.probe()?.0 {
+                    return Ok(WaitOutcome::Ready);
+                }
+                if !spin.again() {
+                    break;
+                }
+            }
+        }
         let ring = Arc::clone(&self.ring);
         let control = ring.mem.control();
         loop {
@@ -394,17 +542,22 @@ impl<M: RingMemory> Consumer<M> {
     }
 
     /// The next committed record of lane `l`, skipping discards: its payload
-    /// offset and length. `None` at the producer position, at a BUSY record,
-    /// or once the batch has taken the lane quota in committed records.
+    /// offset and length; or why there is none: the producer position
+    /// (`Empty`), a BUSY record, or the lane quota taken in committed
+    /// records.
     #[inline]
-    fn step(&mut self, l: usize, taken: &mut u64) -> Result<Option<(usize, usize)>, CorruptRing> {
+    fn step(
+        &mut self,
+        l: usize,
+        taken: &mut u64,
+    ) -> Result<Result<(usize, usize), Stop>, CorruptRing> {
         loop {
             let pos = self.lanes[l].pos;
-            if *taken >= self.lane_quota {
-                return Ok(None);
-            }
             if pos == self.lanes[l].producer && self.load_producer(l)? == pos {
-                return Ok(None);
+                return Ok(Err(Stop::Empty));
+            }
+            if *taken >= self.lane_quota {
+                return Ok(Err(Stop::Quota));
             }
             let header = match self.header_at(l, pos) {
                 Ok(h) => h,
@@ -412,7 +565,7 @@ impl<M: RingMemory> Consumer<M> {
             };
             let total = record_total(header.len());
             match header {
-                Header::Busy { .. } => return Ok(None),
+                Header::Busy { .. } => return Ok(Err(Stop::Busy)),
                 // Discards cost no quota, so a batch that returns nothing
                 // means no committed record was ready.
                 Header::Discarded { .. } => self.lanes[l].pos = pos + total,
@@ -421,7 +574,7 @@ impl<M: RingMemory> Consumer<M> {
                     *taken += total;
                     let off = (pos & self.mask) as usize + 8;
                     self.ring.mem.track_read(l, off, len as usize);
-                    return Ok(Some((off, len as usize)));
+                    return Ok(Ok((off, len as usize)));
                 }
             }
         }
@@ -470,9 +623,14 @@ impl<M: RingMemory> fmt::Debug for Consumer<M> {
 /// releases every record it read.
 pub struct Batch<'c, M: RingMemory = HeapMemory> {
     consumer: &'c mut Consumer<M>,
-    start: usize,
+    /// The lane being read.
+    lane: usize,
+    /// Lanes finished so far.
     visited: usize,
+    /// Bytes of committed records taken from `lane`.
     taken: u64,
+    /// Why the lanes finished so far ended (the greatest).
+    stop: Stop,
 }
 
 impl<M: RingMemory> Batch<'_, M> {
@@ -489,25 +647,36 @@ impl<M: RingMemory> Batch<'_, M> {
         self.consumer.check_poison()?;
         let lanes = self.consumer.lanes.len();
         while self.visited < lanes {
-            let l = (self.start + self.visited) % lanes;
-            if let Some((off, len)) = self.consumer.step(l, &mut self.taken)? {
-                let data = self.consumer.lanes[l].data;
-                // SAFETY: [off, off + len) lies within the lane's 2 * data_size
-                // bytes (off < data_size + 8, len <= data_size - 8, both checked
-                // in `header_at`). The header was Acquire-loaded as committed,
-                // so the producer's writes happen before this read, and the
-                // producer cannot reuse the space until `publish`, which runs
-                // when the batch (which this borrow keeps alive) is dropped.
-                let bytes = unsafe { std::slice::from_raw_parts(data.add(off), len) };
-                return Ok(Some(Record {
-                    bytes,
-                    lane: l as u32,
-                }));
-            }
+            let l = self.lane;
+            let stop = match self.consumer.step(l, &mut self.taken)? {
+                Err(stop) => stop,
+                Ok((off, len)) => {
+                    let data = self.consumer.lanes[l].data;
+                    // SAFETY: [off, off + len) lies within the lane's 2 * data_size
+                    // bytes (off < data_size + 8, len <= data_size - 8, both checked
+                    // in `header_at`). The header was Acquire-loaded as committed,
+                    // so the producer's writes happen before this read, and the
+                    // producer cannot reuse the space until `publish`, which runs
+                    // when the batch (which this borrow keeps alive) is dropped.
+                    let bytes = unsafe { std::slice::from_raw_parts(data.add(off), len) };
+                    return Ok(Some(Record {
+                        bytes,
+                        lane: l as u32,
+                    }));
+                }
+            };
+            self.stop = self.stop.max(stop);
             self.visited += 1;
             self.taken = 0;
+            self.lane = if l + 1 == lanes { 0 } else { l + 1 };
         }
         Ok(None)
+    }
+
+    /// Why the batch ended, once [`Self::next`] has returned `None` (before
+    /// that: why the lanes finished so far ended).
+    pub fn stop(&self) -> Stop {
+        self.stop
     }
 }
 
@@ -536,5 +705,48 @@ impl Deref for Record<'_> {
     #[inline]
     fn deref(&self) -> &[u8] {
         self.bytes
+    }
+}
+
+/// A bounded busy wait: [`Spin::again`] spins a little (`spin_loop` hints,
+/// no system call) and says whether time is left. Under loom, whose threads
+/// must not spin and whose models must be deterministic, it yields instead
+/// and allows two rounds, so a model explores both "seen while spinning"
+/// and "fell through to the sleep".
+struct Spin {
+    #[cfg(not(loom))]
+    until: Instant,
+    #[cfg(loom)]
+    rounds: u32,
+}
+
+impl Spin {
+    #[cfg_attr(loom, allow(unused_variables))]
+    fn new(span: Duration) -> Self {
+        Spin {
+            #[cfg(not(loom))]
+            until: Instant::now() + span,
+            #[cfg(loom)]
+            rounds: 2,
+        }
+    }
+
+    /// Spins for a moment (about 50 ns to a few hundred), then whether the
+    /// span has time left.
+    #[inline]
+    fn again(&mut self) -> bool {
+        #[cfg(not(loom))]
+        {
+            for _ in 0..16 {
+                std::hint::spin_loop();
+            }
+            Instant::now() < self.until
+        }
+        #[cfg(loom)]
+        {
+            loom::thread::yield_now();
+            self.rounds -= 1;
+            self.rounds > 0
+        }
     }
 }

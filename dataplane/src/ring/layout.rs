@@ -90,7 +90,10 @@ pub(crate) struct MetaBlock {
 }
 
 /// Ring-wide words the consumer owns; producers read `waiting`. Opaque.
-#[repr(C)]
+///
+/// Aligned to 128 bytes, so that on the heap, as in a mapping, no other
+/// allocation shares its cache lines.
+#[repr(C, align(128))]
 pub struct ControlBlock {
     /// The consumer's owner word (see `owner.rs`); 0 when none.
     pub(crate) consumer_owner: AtomicU64,
@@ -108,7 +111,10 @@ pub struct ControlBlock {
 pub(crate) const CONTROL_OFFSET: usize = 128;
 
 /// One lane's control page. Opaque.
-#[repr(C)]
+///
+/// Aligned to 128 bytes, so that on the heap, as in a mapping, its words
+/// share no cache line with another lane's or with any other allocation.
+#[repr(C, align(128))]
 pub struct LaneControl {
     /// Written by the consumer only.
     pub(crate) consumer_pos: AtomicU64,

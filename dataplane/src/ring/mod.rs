@@ -55,6 +55,10 @@
 //! Each lane's data area is mapped twice back to back, so a record that wraps
 //! past the end is one contiguous slice. The consumer and producer positions
 //! sit 128 bytes apart (two cache lines, beyond the adjacent-line prefetcher).
+//! On the heap ([`HeapMemory`]) the control block and each lane's control
+//! words are 128-byte aligned as well, and so are the [`Producer`] and
+//! [`Consumer`] handles, whose private positions change on every record: no
+//! unrelated allocation shares a line with them.
 //!
 //! # Records
 //!
@@ -81,7 +85,7 @@
 //! 3. store `producer_pos = pos + total` with *Release* (publishes the header
 //!    of step 2; pairs with the consumer's Acquire load in C1).
 //!
-//! Producer, on `commit` (or `discard`):
+//! Producer, on `commit` (or `discard`, or `commit_quiet`):
 //! 4. store the header `len | tag` (or `DISCARD | len | tag`) with *Release*
 //!    (publishes the payload; pairs with the Acquire load in C2);
 //! 5. `fence(SeqCst)`, then load `waiting` (Relaxed); if it is set, bump
@@ -96,6 +100,22 @@
 //!    with one writer per flag the handshake is the plain two-party
 //!    store-buffering pattern that loom checks.
 //!
+//! Step 5 is the expensive part of a commit: a full fence (`lock or` on
+//! x86), which also waits for every store before it to reach the cache, so
+//! a producer whose lines were last read by the other core stalls on each
+//! record. [`Reservation::commit_quiet`] does step 4 only (like the BPF ring
+//! buffer's `BPF_RB_NO_WAKEUP`), and [`Producer::notify`] is step 5 alone
+//! (`BPF_RB_FORCE_WAKEUP`). The fence orders *every* header store sequenced
+//! before it, so one step 5 covers all the quiet commits before it: the
+//! pairing argument above holds for each of them with the same fence. Until
+//! a step 5 follows, a consumer asleep in W3 (or between W1 and W3) may
+//! stay asleep, up to its timeout, with records ready. Hence the rule: a
+//! producer that commits quietly runs step 5 (`notify`, a plain `commit`,
+//! a `discard`, or dropping the [`Producer`], which notifies) after its
+//! last quiet commit of a burst, and before it waits for the consumer (for
+//! space after [`ReserveError::Full`], or for an answer). A consumer that
+//! busy-polls sees quiet commits exactly as it sees others (step 4, C2).
+//!
 //! Consumer, per lane:
 //! - C1. load `producer_pos` with *Acquire* and check it: 8-aligned, never
 //!   behind what it was, never more than `size` ahead of the consumer;
@@ -104,7 +124,23 @@
 //!   `producer_pos`. BUSY: stop the lane here. DISCARD: skip it. Else read;
 //! - C3. once per batch, store `consumer_pos` with *Release*.
 //!
+//! A batch ends at the producer position of every lane ([`Stop::Empty`]),
+//! at a BUSY record ([`Stop::Busy`]: its producer is writing it now), or
+//! when it took a lane's quota ([`Stop::Quota`]); [`Consumer::poll`] says
+//! which. A consumer that reads a BUSY header again at once pulls the line
+//! the producer is writing back and forth between the cores, several times
+//! per record, and its batches stay a few records long; `poll` with a
+//! [`PollBackoff`] spins a moment first (C3 done, no shared access), so the
+//! producer gets ahead and batches grow to hundreds of records. The pause
+//! adds no access and no ordering.
+//!
 //! Consumer, on `wait`:
+//! - W-1. only with [`Consumer::set_wait_spin`]: poll every lane as in C1
+//!   and C2 (Acquire loads, the same partners) until a record is ready or
+//!   the spin time passes, without announcing anything. Producers see no
+//!   sleeper, so a record committed meanwhile costs neither side a system
+//!   call; one committed after the last poll is caught by W0-W4, as if the
+//!   spin had not happened;
 //! - W0. load `seq = wake_seq` (*Acquire*);
 //! - W1. store `waiting = 1`;
 //! - W2. `fence(SeqCst)`, then re-check every lane as in C1 and C2;
@@ -113,7 +149,8 @@
 //!   the producer's Release bump in step 5) and look again.
 //!
 //! A wake-up costs a syscall only while the consumer sleeps (or is about to);
-//! a busy consumer costs producers one Relaxed load of a line nobody writes.
+//! a busy consumer costs producers one fence and one Relaxed load of a line
+//! nobody writes per commit (per burst with quiet commits).
 //!
 //! # What the consumer trusts
 //!
@@ -155,7 +192,9 @@ mod memory;
 mod owner;
 mod producer;
 
-pub use consumer::{Batch, Consumer, CorruptRing, LaneStatus, Record, WaitOutcome};
+pub use consumer::{
+    Batch, Consumer, CorruptRing, Drained, LaneStatus, PollBackoff, Record, Stop, WaitOutcome,
+};
 pub use layout::{ControlBlock, LaneControl};
 pub use layout::{Corruption, Geometry, GeometryError, LAYOUT_VERSION, MAX_LANES, MIN_DATA_SIZE};
 #[cfg(not(loom))]

@@ -11,7 +11,12 @@ use super::{ClaimError, HeapMemory, Ring, owner};
 use crate::sync::{Ordering, fence};
 
 /// The producer of one lane. It is `Send` but not `Sync`: one thread writes a
-/// lane. Dropping it frees the lane for the next producer.
+/// lane. Dropping it wakes a sleeping consumer (see [`Self::notify`]) and
+/// frees the lane for the next producer.
+///
+/// Aligned to 128 bytes (two cache lines) so its position, written on every
+/// reservation, never shares a line with the consumer's state.
+#[repr(align(128))]
 pub struct Producer<M: RingMemory = HeapMemory> {
     ring: Arc<Ring<M>>,
     lane: usize,
@@ -172,10 +177,28 @@ impl<M: RingMemory> Producer<M> {
         Ok(())
     }
 
-    /// Ends a reservation: stores its final header, then wakes the consumer
-    /// if it sleeps.
+    /// Wakes the consumer if it sleeps, so that it sees every record this
+    /// producer committed before the call, including those of
+    /// [`Reservation::commit_quiet`] (protocol step 5 on its own). Costs a
+    /// full fence and a load of a line nobody writes; a system call only
+    /// when the consumer sleeps.
+    ///
+    /// Call it once after a burst of quiet commits, and always before this
+    /// thread waits for anything the consumer does (space in a full lane,
+    /// an answer), or the two may wait for each other until the consumer's
+    /// `wait` times out.
     #[inline]
-    fn finish(&self, pos: u64, len: u32, header: u64) {
+    pub fn notify(&self) {
+        // Step 5: the StoreLoad fence pairs with the consumer's fence in W2,
+        // and orders every header store before it, quiet or not.
+        fence(Ordering::SeqCst);
+        wake_if_waiting(&self.ring.mem);
+    }
+
+    /// Ends a reservation: stores its final header, then (if `wake`) wakes
+    /// the consumer if it sleeps.
+    #[inline]
+    fn finish(&self, pos: u64, len: u32, header: u64, wake: bool) {
         let off = (pos & self.mask) as usize;
         // The payload was written between reserve and now: the last write
         // is what the consumer's read must be ordered after.
@@ -186,14 +209,17 @@ impl<M: RingMemory> Producer<M> {
             .mem
             .header(self.lane, off)
             .store(header, Ordering::Release);
-        // Step 5: the StoreLoad fence pairs with the consumer's fence in W2.
-        fence(Ordering::SeqCst);
-        wake_if_waiting(&self.ring.mem);
+        if wake {
+            self.notify();
+        }
     }
 }
 
 impl<M: RingMemory> Drop for Producer<M> {
     fn drop(&mut self) {
+        // Records committed quietly and never notified must not be left to
+        // a sleeping consumer's timeout.
+        self.notify();
         // Release pairs with the Acquire CAS of the next claimant: our last
         // producer_pos is visible to it. No reservation is outstanding: each
         // borrows `self`.
@@ -282,7 +308,8 @@ pub struct Reservation<'p, M: RingMemory = HeapMemory> {
 
 impl<M: RingMemory> Reservation<'_, M> {
     /// Makes the record visible to the consumer (once every record reserved
-    /// before it on the lane is committed or discarded).
+    /// before it on the lane is committed or discarded), and wakes the
+    /// consumer if it sleeps. Never leaves a sleeping consumer asleep.
     #[inline]
     pub fn commit(self) {
         let this = std::mem::ManuallyDrop::new(self);
@@ -290,6 +317,30 @@ impl<M: RingMemory> Reservation<'_, M> {
             this.pos,
             this.len,
             Header::committed(u64::from(this.len), this.pos),
+            true,
+        );
+    }
+
+    /// Makes the record visible, as [`Self::commit`], but skips the wake-up
+    /// check (protocol step 5): no fence, no load of `waiting`. Like the BPF
+    /// ring buffer's `BPF_RB_NO_WAKEUP`, for the records of a burst.
+    ///
+    /// A consumer that polls sees the record as soon as after `commit`. A
+    /// consumer that sleeps in [`Consumer::wait`](super::Consumer::wait), or
+    /// is about to, may not: it stays asleep (at most until its `wait` times
+    /// out) until this producer calls [`Producer::notify`], commits a
+    /// record with [`Self::commit`], discards one, or is dropped. Each of
+    /// those wakes it for every record committed before. So: end every burst
+    /// of quiet commits with one of them, and always before waiting for the
+    /// consumer (for space on [`ReserveError::Full`], or for an answer).
+    #[inline]
+    pub fn commit_quiet(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.producer.finish(
+            this.pos,
+            this.len,
+            Header::committed(u64::from(this.len), this.pos),
+            false,
         );
     }
 
@@ -311,6 +362,7 @@ impl<M: RingMemory> Drop for Reservation<'_, M> {
             self.pos,
             self.len,
             Header::discarded(u64::from(self.len), self.pos),
+            true,
         );
     }
 }

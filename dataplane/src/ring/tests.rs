@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::layout::{BUSY, Header, tag};
 use super::*;
@@ -374,6 +375,168 @@ fn a_lane_quota_ends_a_batch_and_moves_on() {
     assert_eq!(lanes, vec![a.lane(), a.lane(), b.lane()]);
 }
 
+#[test]
+fn a_batch_says_why_it_stopped() {
+    let ring = ring(1, 256);
+    let p = ring.producer().unwrap();
+    let mut c = ring.consumer().unwrap();
+    let none = |_: Record<'_>| {};
+    let empty = Drained {
+        records: 0,
+        stop: Stop::Empty,
+    };
+    assert_eq!(c.poll(none).unwrap(), empty);
+    p.push(b"a").unwrap();
+    let held = p.reserve(1).unwrap();
+    let got = c.poll(none).unwrap();
+    assert_eq!(
+        got,
+        Drained {
+            records: 1,
+            stop: Stop::Busy
+        }
+    );
+    held.commit_quiet();
+    c.set_lane_quota(16);
+    for _ in 0..3 {
+        p.push(b"b").unwrap();
+    }
+    // The quota (16 bytes: one record) ends each batch with more to read.
+    let quota = Drained {
+        records: 1,
+        stop: Stop::Quota,
+    };
+    for _ in 0..3 {
+        assert_eq!(c.poll(none).unwrap(), quota);
+    }
+    assert_eq!(
+        c.poll(none).unwrap(),
+        Drained {
+            records: 1,
+            stop: Stop::Empty
+        }
+    );
+    // With a backoff set, the answers are the same (the pause is after).
+    c.set_poll_backoff(PollBackoff {
+        busy: Duration::from_micros(1),
+        empty: Duration::from_micros(1),
+    });
+    assert_eq!(c.poll(none).unwrap(), empty);
+    let held = p.reserve(1).unwrap();
+    assert_eq!(
+        c.poll(none).unwrap(),
+        Drained {
+            records: 0,
+            stop: Stop::Busy
+        }
+    );
+    held.discard();
+    assert_eq!(c.poll(none).unwrap(), empty);
+}
+
+#[test]
+fn the_busiest_lane_decides_the_stop() {
+    let ring = ring(2, 256);
+    let a = ring.producer().unwrap();
+    let b = ring.producer().unwrap();
+    let mut c = ring.consumer().unwrap();
+    let _held = a.reserve(1).unwrap();
+    b.push(b"b").unwrap();
+    // Lane a is BUSY, lane b empties: Busy, whichever lane the batch starts at.
+    for _ in 0..2 {
+        let got = c.poll(|_| {}).unwrap();
+        assert_eq!(got.stop, Stop::Busy);
+    }
+}
+
+#[test]
+fn quiet_commits_are_seen_by_a_polling_consumer() {
+    let ring = ring(1, 4096);
+    let p = ring.producer().unwrap();
+    let mut c = ring.consumer().unwrap();
+    for i in 0..3u8 {
+        let mut r = p.reserve(1).unwrap();
+        r[0] = i;
+        r.commit_quiet();
+    }
+    assert_eq!(drain_all(&mut c).unwrap(), vec![vec![0], vec![1], vec![2]]);
+}
+
+#[test]
+fn notify_wakes_a_consumer_asleep_on_quiet_commits() {
+    let ring = ring(1, 4096);
+    let mut c = ring.consumer().unwrap();
+    let p = ring.producer().unwrap();
+    let (done, seen) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        for i in 0..3u8 {
+            let mut r = p.reserve(1).unwrap();
+            r[0] = i;
+            r.commit_quiet();
+        }
+        p.notify();
+        // Keep the producer alive until the consumer is through, so only
+        // notify (not the producer's drop) can have woken it.
+        seen.recv().unwrap();
+        drop(p);
+    });
+    // No timeout: only a wake-up can end this wait.
+    while c.wait(None).unwrap() != WaitOutcome::Ready {}
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        c.drain(|r| got.push(r[0])).unwrap();
+    }
+    assert_eq!(got, vec![0, 1, 2]);
+    done.send(()).unwrap();
+    t.join().unwrap();
+}
+
+#[test]
+fn dropping_a_producer_wakes_a_consumer_asleep_on_quiet_commits() {
+    let ring = ring(1, 4096);
+    let mut c = ring.consumer().unwrap();
+    let p = ring.producer().unwrap();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        p.reserve(1).unwrap().commit_quiet();
+    });
+    while c.wait(None).unwrap() != WaitOutcome::Ready {}
+    assert_eq!(drain_all(&mut c).unwrap().len(), 1);
+    t.join().unwrap();
+}
+
+#[test]
+fn an_adaptive_wait_sees_a_record_while_it_polls_or_after_it_sleeps() {
+    let ring = ring(1, 4096);
+    let mut c = ring.consumer().unwrap();
+    let p = ring.producer().unwrap();
+    c.set_wait_spin(Duration::from_millis(5));
+    assert_eq!(
+        c.wait(Some(Duration::from_millis(1))).unwrap(),
+        WaitOutcome::TimedOut
+    );
+    p.push(b"now").unwrap();
+    assert_eq!(c.wait(None).unwrap(), WaitOutcome::Ready);
+    assert_eq!(drain_all(&mut c).unwrap(), vec![b"now".to_vec()]);
+    let t = std::thread::spawn(move || {
+        // Within the spin window (most of the time), then well after it.
+        for (delay, what) in [(1, b"soon"), (30, b"late")] {
+            std::thread::sleep(Duration::from_millis(delay));
+            p.push(what).unwrap();
+        }
+        p
+    });
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if c.drain(|r| got.push(r.to_vec())).unwrap() == 0 {
+            while c.wait(None).unwrap() != WaitOutcome::Ready {}
+        }
+    }
+    assert_eq!(got, vec![b"soon".to_vec(), b"late".to_vec()]);
+    drop(t.join().unwrap());
+}
+
 mod model {
     //! Random reserve/commit/discard/drain sequences against a model: per
     //! lane, a `VecDeque` of reserved records; committed ones at the front
@@ -384,17 +547,32 @@ mod model {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Reserve { lane: usize, len: usize },
-        Commit { lane: usize, pick: usize },
-        Discard { lane: usize, pick: usize },
+        Reserve {
+            lane: usize,
+            len: usize,
+        },
+        Commit {
+            lane: usize,
+            pick: usize,
+            quiet: bool,
+        },
+        Discard {
+            lane: usize,
+            pick: usize,
+        },
+        Notify {
+            lane: usize,
+        },
         Drain,
     }
 
     fn op(lanes: usize) -> impl Strategy<Value = Op> {
         prop_oneof![
             4 => (0..lanes, 0usize..80).prop_map(|(lane, len)| Op::Reserve { lane, len }),
-            3 => (0..lanes, any::<usize>()).prop_map(|(lane, pick)| Op::Commit { lane, pick }),
+            3 => (0..lanes, any::<usize>(), any::<bool>())
+                .prop_map(|(lane, pick, quiet)| Op::Commit { lane, pick, quiet }),
             1 => (0..lanes, any::<usize>()).prop_map(|(lane, pick)| Op::Discard { lane, pick }),
+            1 => (0..lanes).prop_map(|lane| Op::Notify { lane }),
             2 => Just(Op::Drain),
         ]
     }
@@ -436,15 +614,20 @@ mod model {
                     model[lane].push_back((payload, State::Busy));
                     live[lane].push((index, r));
                 }
-                Op::Commit { lane, pick } | Op::Discard { lane, pick } => {
+                Op::Notify { lane } => producers[lane].notify(),
+                Op::Commit { lane, pick, .. } | Op::Discard { lane, pick } => {
                     if live[lane].is_empty() {
                         continue;
                     }
                     let at = pick % live[lane].len();
                     let (index, r) = live[lane].remove(at);
                     let slot = &mut model[lane][(index - base[lane]) as usize];
-                    if matches!(op, Op::Commit { .. }) {
-                        r.commit();
+                    if let Op::Commit { quiet, .. } = op {
+                        if quiet {
+                            r.commit_quiet();
+                        } else {
+                            r.commit();
+                        }
                         slot.1 = State::Committed;
                     } else {
                         r.discard();
@@ -453,14 +636,15 @@ mod model {
                 }
                 Op::Drain => {
                     let mut got: Vec<Vec<Vec<u8>>> = vec![Vec::new(); lanes];
-                    loop {
-                        let n = consumer
-                            .drain(|r| got[r.lane() as usize].push(r.to_vec()))
+                    let stop = loop {
+                        let drained = consumer
+                            .poll(|r| got[r.lane() as usize].push(r.to_vec()))
                             .unwrap();
-                        if n == 0 {
-                            break;
+                        if drained.records == 0 {
+                            break drained.stop;
                         }
-                    }
+                    };
+                    let mut busy = false;
                     for lane in 0..lanes {
                         let mut want = Vec::new();
                         while model[lane].front().is_some_and(|(_, s)| *s != State::Busy) {
@@ -472,7 +656,11 @@ mod model {
                             }
                         }
                         assert_eq!(got[lane], want, "lane {lane}");
+                        busy |= !model[lane].is_empty();
                     }
+                    // A batch that took nothing ended at a BUSY head or at
+                    // the producer position of every lane.
+                    assert_eq!(stop, if busy { Stop::Busy } else { Stop::Empty });
                 }
             }
         }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use odock_dataplane::ring::{
-    Backing, Consumer, Geometry, MappedMemory, Producer, ReserveError, Ring, RingMemory,
-    WaitOutcome,
+    Backing, Consumer, Geometry, MappedMemory, PollBackoff, Producer, ReserveError, Ring,
+    RingMemory, WaitOutcome,
 };
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
@@ -37,31 +37,79 @@ pub const FRAME_BYTES: usize = 64;
 /// Round trips run before timing starts.
 const WARMUP_TRIPS: usize = 1_000;
 
-/// Writes `count` records of `len` bytes into `producer`'s lane, retrying
-/// while it is full.
+/// How a throughput producer commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// [`Reservation::commit`](odock_dataplane::ring::Reservation::commit)
+    /// every record: a full fence and the wake-up check each time.
+    Each,
+    /// [`Reservation::commit_quiet`](odock_dataplane::ring::Reservation::commit_quiet)
+    /// every record and one [`Producer::notify`] per this many records, and
+    /// before waiting for space (as the ring's docs require).
+    QuietBurst(u64),
+}
+
+/// Writes `count` records of `len` bytes into `producer`'s lane, committing
+/// each with [`Commit::Each`], retrying while it is full.
 ///
 /// # Errors
 /// When the ring refuses the record for a reason other than Full, when the
 /// lane stays full for [`super::STALL_LIMIT`], or when `abort` goes up.
-#[inline(never)]
 pub fn produce<M: RingMemory>(
     producer: &Producer<M>,
     len: usize,
     count: u64,
     abort: &Abort,
 ) -> BenchResult<()> {
+    produce_with(producer, len, count, Commit::Each, abort)
+}
+
+/// Writes `count` records of `len` bytes into `producer`'s lane, committing
+/// as `commit` says, retrying while it is full.
+///
+/// # Errors
+/// As for [`produce`].
+#[inline(never)]
+pub fn produce_with<M: RingMemory>(
+    producer: &Producer<M>,
+    len: usize,
+    count: u64,
+    commit: Commit,
+    abort: &Abort,
+) -> BenchResult<()> {
     let src = payload(len);
     let mut backoff = Backoff::yielding();
+    let burst = match commit {
+        Commit::Each => 0,
+        Commit::QuietBurst(n) => n.max(1),
+    };
+    let mut unnotified = 0;
     for seq in 0..count {
         loop {
             match producer.reserve(len) {
                 Ok(mut record) => {
                     fill(&mut record, seq, &src);
-                    record.commit();
+                    if burst == 0 {
+                        record.commit();
+                    } else {
+                        record.commit_quiet();
+                        unnotified += 1;
+                        if unnotified == burst {
+                            producer.notify();
+                            unnotified = 0;
+                        }
+                    }
                     backoff.reset();
                     break;
                 }
-                Err(ReserveError::Full { .. }) => backoff.snooze("producer", abort)?,
+                Err(ReserveError::Full { .. }) => {
+                    // Waiting on the consumer: it must know what is there.
+                    if unnotified > 0 {
+                        producer.notify();
+                        unnotified = 0;
+                    }
+                    backoff.snooze("producer", abort)?;
+                }
                 Err(e) => {
                     abort.raise();
                     return Err(e.into());
@@ -69,6 +117,7 @@ pub fn produce<M: RingMemory>(
             }
         }
     }
+    producer.notify();
     Ok(())
 }
 
@@ -83,6 +132,10 @@ pub enum Idle {
     /// the next batch is larger: what a worker with other work to do, or a
     /// consumer with an idle backoff, sees.
     Backoff(Duration),
+    /// Reads with [`Consumer::poll`] and the ring's own [`PollBackoff`]:
+    /// pauses after a batch that stopped at a BUSY record or found the ring
+    /// empty.
+    Ring(PollBackoff),
 }
 
 /// Drains `consumer` until `verifier` has seen `total` records, busy-polling
@@ -99,10 +152,17 @@ pub fn consume<M: RingMemory>(
     abort: &Abort,
 ) -> BenchResult<()> {
     let mut backoff = Backoff::spin();
+    if let Idle::Ring(pause) = idle {
+        consumer.set_poll_backoff(pause);
+    }
     while verifier.records() < total {
-        let n = consumer
-            .drain(|rec| verifier.record(rec.lane() as usize, &rec))
-            .inspect_err(|_| abort.raise())?;
+        let n = match idle {
+            Idle::Ring(_) => consumer
+                .poll(|rec| verifier.record(rec.lane() as usize, &rec))
+                .map(|d| d.records),
+            _ => consumer.drain(|rec| verifier.record(rec.lane() as usize, &rec)),
+        }
+        .inspect_err(|_| abort.raise())?;
         if n == 0 {
             backoff.snooze("consumer", abort)?;
             if let Idle::Backoff(pause) = idle {
@@ -173,17 +233,21 @@ pub struct Load {
     pub touch: Touch,
     /// What the consumer does when a poll finds nothing.
     pub idle: Idle,
+    /// How producers commit.
+    pub commit: Commit,
 }
 
 impl Load {
-    /// `per_producer` records of `len` bytes, the consumer reading the
-    /// sequence number and polling again at once when idle.
+    /// `per_producer` records of `len` bytes, committed one by one, the
+    /// consumer reading the sequence number and polling again at once when
+    /// idle.
     pub fn new(len: usize, per_producer: u64) -> Self {
         Load {
             len,
             per_producer,
             touch: Touch::First8,
             idle: Idle::Spin,
+            commit: Commit::Each,
         }
     }
 }
@@ -206,6 +270,7 @@ pub fn ring_throughput<M: RingMemory>(
         per_producer,
         touch,
         idle,
+        commit,
     } = *load;
     let producers = producer_cpus
         .iter()
@@ -223,7 +288,7 @@ pub fn ring_throughput<M: RingMemory>(
                 let pinned = pin_to_cpu(cpu);
                 barrier.wait();
                 pinned.inspect_err(|_| abort.raise())?;
-                produce(&producer, len, per_producer, abort)
+                produce_with(&producer, len, per_producer, commit, abort)
             }));
         }
         let consumer = s.spawn(move || {
@@ -353,6 +418,9 @@ pub enum Waiting {
     Spin,
     /// Sleep in [`Consumer::wait`] (futex) whenever the ring is empty.
     Sleep,
+    /// Wait in [`Consumer::wait`] with [`Consumer::set_wait_spin`] set to
+    /// this: poll that long, then sleep on the futex.
+    Adaptive(Duration),
 }
 
 /// Drains one batch and hands each record to `f`; when nothing came, waits
@@ -371,7 +439,7 @@ fn poll<M: RingMemory>(
     }
     match waiting {
         Waiting::Spin => backoff.snooze("round trip", abort)?,
-        Waiting::Sleep => {
+        Waiting::Sleep | Waiting::Adaptive(_) => {
             if consumer.wait(Some(Duration::from_millis(100)))? == WaitOutcome::TimedOut {
                 // Count timeouts as a stall towards the limit.
                 backoff.snooze("round trip", abort)?;
@@ -383,7 +451,8 @@ fn poll<M: RingMemory>(
 
 /// Round trips through two heap rings: the client (on `cpus.a`) pushes a
 /// 64-byte frame into one, the server (on `cpus.b`) answers through the
-/// other. Both busy-poll, or both sleep in [`Consumer::wait`] when idle.
+/// other. Both busy-poll, or both wait in [`Consumer::wait`] when idle
+/// (sleeping at once, or after polling for a while).
 ///
 /// # Errors
 /// When a frame or answer is lost, repeated or corrupt, or a side stalls.
@@ -392,6 +461,10 @@ pub fn round_trip_ring(timed: usize, cpus: Cpus, waiting: Waiting) -> BenchResul
     let (out, back) = (Ring::heap(geometry), Ring::heap(geometry));
     let (out_p, mut out_c) = (out.producer()?, out.consumer()?);
     let (back_p, mut back_c) = (back.producer()?, back.consumer()?);
+    if let Waiting::Adaptive(spin) = waiting {
+        out_c.set_wait_spin(spin);
+        back_c.set_wait_spin(spin);
+    }
     let trips = Trips {
         warmup: WARMUP_TRIPS,
         timed,

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::time::Duration;
 
-use odock_tools::bench::ring::{self as work, ChildMode, Idle, LANE_BYTES, Load, Waiting};
+use odock_dataplane::ring::PollBackoff;
+use odock_tools::bench::ring::{self as work, ChildMode, Commit, Idle, LANE_BYTES, Load, Waiting};
 use odock_tools::bench::{BenchResult, CpuSample, Cpus, Latency, Throughput, Touch, median};
 use serde::Serialize;
 
@@ -99,6 +100,19 @@ fn main() -> ExitCode {
 /// How long the `spsc_idle_backoff` consumer spins before polling an empty
 /// ring again.
 const IDLE_BACKOFF: Duration = Duration::from_micros(1);
+
+/// The ring's own poll backoff in the tuned rows: after a batch that ended
+/// at a BUSY record, and after one that found the ring empty.
+const POLL_BACKOFF: PollBackoff = PollBackoff {
+    busy: Duration::from_nanos(200),
+    empty: Duration::from_micros(1),
+};
+
+/// Records per `Producer::notify` in the tuned rows (quiet commits between).
+const NOTIFY_BURST: u64 = 64;
+
+/// How long each side of the adaptive round trip polls before it sleeps.
+const WAIT_SPIN: Duration = Duration::from_micros(50);
 
 /// How much work each case does.
 struct Scale {
@@ -431,6 +445,13 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
                 idle: Idle::Backoff(IDLE_BACKOFF),
                 ..eager
             };
+            // The ring's own API for a busy-polling pair: quiet commits with
+            // one notify per burst, the consumer's poll backoff.
+            let tuned = Load {
+                idle: Idle::Ring(POLL_BACKOFF),
+                commit: Commit::QuietBurst(NOTIFY_BURST),
+                ..eager
+            };
             let nb = Scale::sized(scale.crossbeam, len);
             // One untimed run of each warms caches and the allocator.
             let warm = Load {
@@ -440,8 +461,10 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
             work::ring_throughput(&ring, &[cpus.a], cpus.b, &warm)?;
             work::crossbeam_throughput(len, nb / 4, 4096, cpus, Touch::First8)?;
             let (mut r, mut rb, mut b) = (Vec::new(), Vec::new(), Vec::new());
+            let mut rt = Vec::new();
             for _ in 0..scale.runs {
                 r.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &eager)?);
+                rt.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &tuned)?);
                 if len == 64 {
                     rb.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &backoff)?);
                 }
@@ -473,13 +496,27 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
             } else {
                 out.row(&row);
             }
+            let row = Row::throughput("spsc_quiet_poll_backoff", len, 1, &rt, "crossbeam_vec", &b)
+                .cpus(two.clone())
+                .load(since);
+            let note = format!(
+                "commit_quiet + notify every {NOTIFY_BURST}; Consumer::poll pausing {} ns after a BUSY stop, {} ns when empty",
+                POLL_BACKOFF.busy.as_nanos(),
+                POLL_BACKOFF.empty.as_nanos()
+            );
+            if len == 64 {
+                let met = row.records_per_sec >= 50e6 && row.ratio >= 10.0;
+                out.row(&row.target(">= 50 M/s and >= 10x", met).note(&note));
+            } else {
+                out.row(&row.note(&note));
+            }
         }
     }
 
     if wanted("round_trip") {
         let since = CpuSample::now();
         let (mut busy, mut sleep, mut floor, mut sock) = (vec![], vec![], vec![], vec![]);
-        let mut futex = vec![];
+        let (mut futex, mut adaptive) = (vec![], vec![]);
         for _ in 0..scale.runs {
             busy.push(work::round_trip_ring(scale.trips, cpus, Waiting::Spin)?);
             floor.push(work::round_trip_atomics(scale.trips, cpus)?);
@@ -490,6 +527,11 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
                 Waiting::Sleep,
             )?);
             futex.push(work::round_trip_futex(scale.slow_trips, cpus)?);
+            adaptive.push(work::round_trip_ring(
+                scale.slow_trips,
+                cpus,
+                Waiting::Adaptive(WAIT_SPIN),
+            )?);
         }
         let where_ = format!("client cpu {}, server cpu {}", cpus.a, cpus.b);
         let row = Row::latency("round_trip_busy", &busy, "atomic_ping_pong", &floor).load(since);
@@ -504,6 +546,22 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
             &row.target(">= 2x faster p50", met)
                 .cpus(where_.clone())
                 .note("both sides sleep when idle: ring in Consumer::wait (futex), socket in recv"),
+        );
+        let row = Row::latency(
+            "round_trip_adaptive_wait",
+            &adaptive,
+            "unix_seqpacket",
+            &sock,
+        )
+        .load(since);
+        let met = row.latency_ratio.is_some_and(|l| l <= 1.0 / 2.0);
+        out.row(
+            &row.target(">= 2x faster p50", met)
+                .cpus(where_.clone())
+                .note(&format!(
+                    "both sides in Consumer::wait with set_wait_spin({} µs): poll, then futex",
+                    WAIT_SPIN.as_micros()
+                )),
         );
         let row =
             Row::latency("round_trip_sleeping", &sleep, "futex_ping_pong", &futex).load(since);
@@ -574,11 +632,24 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
         let ring = work::heap_ring(1)?;
         let len = 4096;
         let n = scale.bulk;
-        for touch in [Touch::First8, Touch::All] {
+        for (touch, tuned) in [
+            (Touch::First8, false),
+            (Touch::All, false),
+            (Touch::First8, true),
+        ] {
             let since = CpuSample::now();
-            let load = Load {
-                touch,
-                ..Load::new(len, n)
+            let load = if tuned {
+                Load {
+                    touch,
+                    idle: Idle::Ring(POLL_BACKOFF),
+                    commit: Commit::QuietBurst(NOTIFY_BURST),
+                    ..Load::new(len, n)
+                }
+            } else {
+                Load {
+                    touch,
+                    ..Load::new(len, n)
+                }
             };
             let warm = Load {
                 per_producer: n / 4,
@@ -596,12 +667,16 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
                     cpus.a,
                 )?);
             }
-            let (case, note) = match touch {
-                Touch::First8 => (
+            let (case, note) = match (touch, tuned) {
+                (Touch::First8, false) => (
                     "bulk_4k",
                     "consumer reads the first 8 bytes; memcpy copies the same 4 KiB blocks into a 1 MiB area on one core",
                 ),
-                Touch::All => (
+                (Touch::First8, true) => (
+                    "bulk_4k_quiet_poll_backoff",
+                    "as bulk_4k, with commit_quiet + notify per burst and Consumer::poll's backoff",
+                ),
+                (Touch::All, _) => (
                     "bulk_4k_read_all",
                     "consumer reads every byte (pulls all 4 KiB across cores)",
                 ),
