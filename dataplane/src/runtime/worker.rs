@@ -154,10 +154,12 @@
 //!
 //! [`WorkerPool::shutdown`] (also run on drop): sets `closed` (SeqCst);
 //! pushes a shutdown record to every worker, which answers every record
-//! before it and exits; joins the workers; drains every completion ring;
-//! answers every slot still PENDING with [`GateError::Shutdown`] (frames that
-//! raced the shutdown into a ring nobody reads any more); stops and joins the
-//! dispatchers. A submitter checks `closed` *after* claiming its slot, so a
+//! before it and exits; joins the workers; stops and joins the dispatchers
+//! (no completion can come any more, and a dispatcher would otherwise keep
+//! holding a completion consumer for waiters no worker will answer); drains
+//! every completion ring; answers every slot still PENDING with
+//! [`GateError::Shutdown`] (frames that raced the shutdown into a lane the
+//! worker did not reach) and frees abandoned ones. A submitter checks `closed` *after* claiming its slot, so a
 //! claim that the final scan missed sees `closed` and returns
 //! [`GateError::Closed`]: every waiter gets an answer.
 //!
@@ -584,25 +586,28 @@ impl WorkerPool {
         for handle in self.workers.drain(..) {
             let _ = handle.join();
         }
+        // No completion will be written any more: the dispatchers go (one
+        // may hold a completion consumer in its futex wait, for waiters
+        // whose frames no worker will answer), then this thread drains last.
+        self.shared.stop_dispatchers.store(true, Ordering::SeqCst);
+        for port in self.shared.ports.iter() {
+            port.kick_dispatcher();
+        }
+        for handle in self.dispatchers.drain(..) {
+            let _ = handle.join();
+        }
         for port in self.shared.ports.iter() {
             let mut consumer = lock(&port.completions);
             port.drain(&mut consumer);
             // Frames that raced the shutdown into a ring nobody reads.
             for slot in port.slots.iter() {
                 let w = slot.word.load(Ordering::SeqCst);
-                if w & 3 == PENDING {
-                    port.deliver_error(slot, w, codec::E_SHUTDOWN, "shutdown");
+                match w & 3 {
+                    PENDING => port.deliver_error(slot, w, codec::E_SHUTDOWN, "shutdown"),
+                    ABANDONED => slot.word.store(w & !3 | FREE, Ordering::Release),
+                    _ => {}
                 }
             }
-        }
-        self.shared.stop_dispatchers.store(true, Ordering::SeqCst);
-        for port in self.shared.ports.iter() {
-            if let Some(t) = lock(&port.dispatcher).as_ref() {
-                t.unpark();
-            }
-        }
-        for handle in self.dispatchers.drain(..) {
-            let _ = handle.join();
         }
     }
 }

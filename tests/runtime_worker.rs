@@ -1,0 +1,615 @@
+//! The submitted gate API through a pool of pinned workers running the C
+//! probe plugin: blocking and async answers (verdicts, transformed headers
+//! and bodies), many concurrent submitters, malformed records, shutdown with
+//! frames in flight, and sleeping workers woken frame after frame.
+
+mod plugin_support;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use odock_dataplane::plugin::{Evidence, EvidenceSink, FailureMode, Grant, Pin as PluginPin};
+use odock_dataplane::runtime::policy::{BindingSpec, PolicySpec, Scope};
+use odock_dataplane::runtime::{
+    DecisionRecord, FollowUpRecord, GateError, GateFrame, PluginSource, PoolConfig, RequestFrame,
+    ResponseFrame, Runtime, RuntimeSink, SkipRecord, Verdict, WorkerPool,
+};
+use odock_plugin_abi::view::Header;
+use odock_plugin_abi::{Capabilities, Capability};
+use odock_suite::watchdog;
+
+fn probe(name: &str) -> PluginSource {
+    let define = format!("\"{name}\"");
+    let path: PathBuf = plugin_support::c_plugin(
+        &format!("probe_{}", name.replace('-', "_")),
+        "tests/plugin_sources/probe.c",
+        &[("PLUGIN_NAME", &define)],
+    );
+    PluginSource {
+        name: name.into(),
+        pin: PluginPin::of_file(&path).unwrap(),
+        path,
+    }
+}
+
+fn bind(plugin: &str, priority: i32, scope: Scope, config: &str) -> BindingSpec {
+    BindingSpec {
+        plugin: plugin.into(),
+        scope,
+        enabled: true,
+        priority: [Some(priority), None, None],
+        grant: Grant::new(Capabilities::ALL.without(Capabilities::of(&[
+            Capability::CallIntegration,
+            Capability::QueueFollowup,
+        ]))),
+        config: config.as_bytes().to_vec(),
+        failure_mode: FailureMode::Enforce,
+        time_budget: Duration::from_secs(5),
+    }
+}
+
+/// Counts decisions, keeps nothing.
+struct Counting(Arc<AtomicU64>);
+
+impl EvidenceSink for Counting {
+    fn record(&mut self, _: &Evidence<'_>) {}
+}
+
+impl RuntimeSink for Counting {
+    fn decision(&mut self, _: &DecisionRecord<'_>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    fn skip(&mut self, _: &SkipRecord<'_>) {}
+    fn follow_up(&mut self, _: &FollowUpRecord<'_>) {}
+}
+
+/// A pool of `workers` workers (unpinned when the machine has fewer
+/// cores) over `bindings` of the probe plugins `names`.
+fn pool_with(
+    names: &[&str],
+    bindings: Vec<BindingSpec>,
+    workers: usize,
+    tune: impl FnOnce(&mut PoolConfig),
+) -> (WorkerPool, Arc<AtomicU64>) {
+    let sources: Vec<PluginSource> = names.iter().map(|n| probe(n)).collect();
+    let runtime = Runtime::new();
+    runtime
+        .install(
+            PolicySpec {
+                version: 1,
+                bindings,
+            },
+            &sources,
+        )
+        .unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut config = PoolConfig {
+        cores: Some((0..workers).map(|w| w % cores).collect()),
+        ring_bytes: 1 << 16,
+        ..PoolConfig::default()
+    };
+    tune(&mut config);
+    let decisions = Arc::new(AtomicU64::new(0));
+    let d = Arc::clone(&decisions);
+    let pool = WorkerPool::start(&runtime, config, move |_| {
+        Box::new(Counting(Arc::clone(&d)))
+    })
+    .unwrap();
+    (pool, decisions)
+}
+
+fn strings(
+    pairs: impl Iterator<Item = (impl AsRef<[u8]>, impl AsRef<[u8]>)>,
+) -> Vec<(String, String)> {
+    pairs
+        .map(|(n, v)| {
+            (
+                String::from_utf8_lossy(n.as_ref()).into_owned(),
+                String::from_utf8_lossy(v.as_ref()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A minimal executor: polls one future on this thread, parking between
+/// polls; the waker unparks it.
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+/// Runs many futures at once on this thread: each is polled again only
+/// after its own waker fired, so a lost wake-up hangs (and the watchdog
+/// fails the test).
+fn join_all<T>(futures: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    struct TaskWaker {
+        index: usize,
+        ready: Arc<Mutex<VecDeque<usize>>>,
+        thread: std::thread::Thread,
+    }
+    impl Wake for TaskWaker {
+        fn wake(self: Arc<Self>) {
+            self.ready.lock().unwrap().push_back(self.index);
+            self.thread.unpark();
+        }
+    }
+    let ready = Arc::new(Mutex::new((0..futures.len()).collect::<VecDeque<_>>()));
+    let mut futures: Vec<Option<Pin<Box<dyn Future<Output = T> + '_>>>> =
+        futures.into_iter().map(Some).collect();
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    let mut left = futures.len();
+    while left > 0 {
+        let next = ready.lock().unwrap().pop_front();
+        let Some(i) = next else {
+            std::thread::park();
+            continue;
+        };
+        let Some(future) = futures[i].as_mut() else {
+            continue; // a late wake-up of a finished task
+        };
+        let waker = Waker::from(Arc::new(TaskWaker {
+            index: i,
+            ready: Arc::clone(&ready),
+            thread: std::thread::current(),
+        }));
+        if let Poll::Ready(v) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            out[i] = Some(v);
+            futures[i] = None;
+            left -= 1;
+        }
+    }
+    out.into_iter()
+        .map(|v| v.expect("every task finished"))
+        .collect()
+}
+
+/// Returns `Pending` once (waking itself), so other tasks run.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+fn tenant(t: &str) -> Scope {
+    Scope {
+        tenant: Some(t.into()),
+        ..Scope::default()
+    }
+}
+
+#[test]
+fn blocking_and_async_answers_carry_verdicts_and_transforms() {
+    watchdog(Duration::from_secs(120), || {
+        let (pool, decisions) = pool_with(
+            &["probe-a", "probe-b"],
+            vec![
+                bind(
+                    "probe-a",
+                    1,
+                    tenant("acme"),
+                    "header:x-added=1;redact:secret",
+                ),
+                bind("probe-b", 2, tenant("acme"), "echo:x-added"),
+                bind("probe-a", 1, tenant("evil"), "block:451:not for you"),
+                BindingSpec {
+                    priority: [None, Some(1), None],
+                    ..bind(
+                        "probe-b",
+                        1,
+                        tenant("acme"),
+                        "header:x-resp=1;redact:secret",
+                    )
+                },
+            ],
+            2,
+            |_| {},
+        );
+        let submitter = pool.submitter();
+        let headers = [
+            Header::new(b"content-type", b"application/json"),
+            Header::new(b"x-request-id", b"r-1"),
+        ];
+        let body =
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"my secret is secret"}]}"#;
+        let frame = |t: &'static str| GateFrame {
+            method: Some("POST"),
+            path: Some("/v1/chat/completions"),
+            ..GateFrame::new(RequestFrame {
+                request_id: 9,
+                tenant: Some(t),
+                headers: &headers,
+                body,
+                ..RequestFrame::default()
+            })
+        };
+        let expected_body =
+            br#"{"model":"gpt-4o","messages":[{"role":"user","content":"my ****** is ******"}]}"#;
+        let check = |answer: &odock_dataplane::runtime::Answer<'_>| {
+            assert_eq!(answer.verdict(), Verdict::Continue);
+            assert!(answer.changed());
+            let got = strings(answer.headers().expect("headers changed"));
+            assert_eq!(
+                got,
+                vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("x-request-id".into(), "r-1".into()),
+                    ("x-added".into(), "1".into()),
+                    ("x-saw-x-added".into(), "1".into()),
+                ]
+            );
+            assert_eq!(answer.body(), Some(&expected_body[..]));
+        };
+        for worker in 0..2 {
+            let acme = frame("acme");
+            check(&submitter.request(worker, &acme).unwrap());
+            check(&block_on(submitter.request_async(worker, &acme)).unwrap());
+
+            let evil = frame("evil");
+            let blocked = submitter.request(worker, &evil).unwrap();
+            assert_eq!(
+                blocked.verdict(),
+                Verdict::Block {
+                    status: 451,
+                    reason: "not for you",
+                    plugin: "probe-a"
+                }
+            );
+            assert!(!blocked.changed());
+            assert!(blocked.headers().is_none() && blocked.body().is_none());
+            drop(blocked);
+            let blocked = block_on(submitter.request_async(worker, &evil)).unwrap();
+            assert!(matches!(
+                blocked.verdict(),
+                Verdict::Block { status: 451, .. }
+            ));
+
+            // A tenant no binding covers: nothing runs, nothing changes.
+            let other = frame("other");
+            let plain = submitter.request(worker, &other).unwrap();
+            assert_eq!(plain.verdict(), Verdict::Continue);
+            assert!(!plain.changed());
+
+            // The response gate goes through the same rings; its answer
+            // carries the response as the chain left it.
+            let response_headers = [Header::new(b"server", b"upstream")];
+            let response = ResponseFrame {
+                status: 200,
+                headers: &response_headers,
+                body: b"the secret answer",
+            };
+            let check_response = |answer: &odock_dataplane::runtime::Answer<'_>| {
+                assert_eq!(answer.verdict(), Verdict::Continue);
+                assert_eq!(
+                    strings(answer.headers().expect("a header was set")),
+                    vec![
+                        ("server".to_string(), "upstream".to_string()),
+                        ("x-resp".to_string(), "1".to_string())
+                    ]
+                );
+                assert_eq!(answer.body(), Some(&b"the ****** answer"[..]));
+            };
+            check_response(&submitter.response(worker, &acme, &response).unwrap());
+            check_response(&block_on(submitter.response_async(worker, &acme, &response)).unwrap());
+            let done = submitter.submit_complete(worker, &acme, &response).unwrap();
+            assert_eq!(done.wait().unwrap().verdict(), Verdict::Continue);
+        }
+        let stats = pool.shutdown();
+        assert_eq!(stats.iter().map(|s| s.frames).sum::<u64>(), 2 * 8);
+        assert!(stats.iter().all(|s| s.frames == 8 && s.malformed == 0));
+        // Per worker: acme requests 2 frames × 2 calls; evil 2 × 1; acme
+        // responses 2 × 1.
+        assert_eq!(decisions.load(Ordering::Relaxed), 2 * (2 * 2 + 2 + 2));
+    });
+}
+
+#[test]
+fn many_concurrent_submitters_each_get_their_own_answer() {
+    watchdog(Duration::from_secs(180), || {
+        let (pool, _) = pool_with(
+            &["probe"],
+            vec![bind("probe", 1, Scope::default(), "echo:x-id")],
+            2,
+            |c| {
+                // Small enough that waiters also park and the dispatcher
+                // routes answers, and that slots and lanes are contended.
+                c.slots = 16;
+                c.submit_lanes = 2;
+                c.waiter_spin = Duration::from_micros(2);
+            },
+        );
+        let submitter = pool.submitter();
+        const THREADS: u64 = 8;
+        const FRAMES: u64 = 1500;
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let submitter = submitter.clone();
+                s.spawn(move || {
+                    for i in 0..FRAMES {
+                        let id = t * 1_000_000 + i;
+                        let text = id.to_string();
+                        let headers = [Header::new(b"x-id", text.as_bytes())];
+                        let frame = GateFrame::new(RequestFrame {
+                            request_id: id,
+                            headers: &headers,
+                            body: text.as_bytes(),
+                            ..RequestFrame::default()
+                        });
+                        let worker = ((t + i) % 2) as usize;
+                        let answer = loop {
+                            match submitter.request(worker, &frame) {
+                                Err(GateError::Busy) => std::thread::yield_now(),
+                                other => break other.unwrap(),
+                            }
+                        };
+                        let got = strings(answer.headers().expect("echo sets a header"));
+                        assert_eq!(
+                            got,
+                            vec![
+                                ("x-id".to_string(), text.clone()),
+                                ("x-saw-x-id".to_string(), text.clone())
+                            ],
+                            "answer of frame {id}"
+                        );
+                    }
+                });
+            }
+            // Async submitters on this thread, many in flight at once.
+            let futures: Vec<Pin<Box<dyn Future<Output = u64> + '_>>> = (0..64u64)
+                .map(|k| {
+                    let submitter = &submitter;
+                    Box::pin(async move {
+                        let text = format!("async-{k}");
+                        let headers = [Header::new(b"x-id", text.as_bytes())];
+                        let frame = GateFrame::new(RequestFrame {
+                            request_id: k,
+                            headers: &headers,
+                            ..RequestFrame::default()
+                        });
+                        let answer = loop {
+                            match submitter.request_async((k % 2) as usize, &frame).await {
+                                // Every slot is held, some by tasks of this
+                                // very executor: give them their turn.
+                                Err(GateError::Busy) => YieldNow(false).await,
+                                other => break other.unwrap(),
+                            }
+                        };
+                        let got = strings(answer.headers().unwrap());
+                        assert_eq!(got[1], ("x-saw-x-id".to_string(), text.clone()));
+                        k
+                    }) as Pin<Box<dyn Future<Output = u64> + '_>>
+                })
+                .collect();
+            assert_eq!(join_all(futures), (0..64).collect::<Vec<_>>());
+        });
+        let stats = pool.shutdown();
+        assert_eq!(
+            stats.iter().map(|s| s.frames).sum::<u64>(),
+            THREADS * FRAMES + 64
+        );
+        assert!(stats.iter().all(|s| s.stray_completions == 0));
+    });
+}
+
+#[test]
+fn malformed_records_are_answered_with_an_error_and_never_followed() {
+    watchdog(Duration::from_secs(60), || {
+        let (pool, decisions) = pool_with(
+            &["probe"],
+            vec![bind("probe", 1, Scope::default(), "header:x=1")],
+            1,
+            |_| {},
+        );
+        let submitter = pool.submitter();
+        // A good record to corrupt: encode one through the pool's own path
+        // is not public, so build it by the documented layout.
+        let mut good = vec![0u8; 72 + 8 + 1 + 1 + 2];
+        good[0] = 1; // request
+        good[1] = 1; // version
+        good[4..8].copy_from_slice(&1u32.to_le_bytes()); // one header
+        good[56..60].copy_from_slice(&2u32.to_le_bytes()); // body of 2
+        good[72..76].copy_from_slice(&1u32.to_le_bytes());
+        good[76..80].copy_from_slice(&1u32.to_le_bytes());
+        good[80..84].copy_from_slice(b"ab{}");
+        let answer = submitter.submit_record(0, &good).unwrap().wait().unwrap();
+        assert_eq!(
+            strings(answer.headers().unwrap())[0],
+            ("a".into(), "b".into())
+        );
+        drop(answer);
+
+        let mut cases: Vec<(Vec<u8>, GateError)> = Vec::new();
+        let mut bad = good.clone();
+        bad[1] = 9;
+        cases.push((
+            bad,
+            GateError::Malformed(odock_dataplane::runtime::worker::Malformed::Version),
+        ));
+        let mut bad = good.clone();
+        bad[0] = 77;
+        cases.push((
+            bad,
+            GateError::Malformed(odock_dataplane::runtime::worker::Malformed::Kind),
+        ));
+        let mut bad = good.clone();
+        // The header claims 4 GiB of name.
+        bad[72..76].copy_from_slice(&u32::MAX.to_le_bytes());
+        cases.push((
+            bad,
+            GateError::Malformed(odock_dataplane::runtime::worker::Malformed::Length),
+        ));
+        let mut bad = good.clone();
+        bad[4..8].copy_from_slice(&100_000u32.to_le_bytes());
+        cases.push((
+            bad,
+            GateError::Malformed(odock_dataplane::runtime::worker::Malformed::Count),
+        ));
+        let mut bad = good.clone();
+        // A tenant that is not UTF-8.
+        bad[3] = 1 << 2;
+        bad[32..36].copy_from_slice(&1u32.to_le_bytes());
+        bad.insert(80, 0xff);
+        cases.push((
+            bad,
+            GateError::Malformed(odock_dataplane::runtime::worker::Malformed::Text),
+        ));
+        let mut bad = good.clone();
+        bad.truncate(40);
+        cases.push((
+            bad,
+            GateError::Malformed(odock_dataplane::runtime::worker::Malformed::Short),
+        ));
+        let n = cases.len() as u64;
+        for (record, expected) in cases {
+            let got = submitter.submit_record(0, &record).unwrap().wait();
+            assert_eq!(got.unwrap_err(), expected);
+        }
+        // The worker is fine afterwards.
+        let answer = submitter.submit_record(0, &good).unwrap().wait().unwrap();
+        assert!(answer.changed());
+        drop(answer);
+        let stats = pool.shutdown();
+        assert_eq!(stats[0].malformed, n);
+        assert_eq!(stats[0].frames, 2);
+        assert_eq!(
+            decisions.load(Ordering::Relaxed),
+            2,
+            "no plugin saw a bad record"
+        );
+    });
+}
+
+#[test]
+fn shutdown_answers_every_frame_in_flight() {
+    watchdog(Duration::from_secs(120), || {
+        let (pool, _) = pool_with(
+            &["probe"],
+            vec![bind("probe", 1, Scope::default(), "sleep:1")],
+            2,
+            |c| {
+                c.slots = 64;
+                // Waiters park, so a dispatcher holds the completion
+                // consumer while the pool shuts down.
+                c.waiter_spin = Duration::from_micros(1);
+            },
+        );
+        let submitter = pool.submitter();
+        let answered = AtomicU64::new(0);
+        let cut = AtomicU64::new(0);
+        let refused = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for t in 0..4usize {
+                let submitter = submitter.clone();
+                let (answered, cut, refused) = (&answered, &cut, &refused);
+                s.spawn(move || {
+                    let frame = GateFrame::default();
+                    loop {
+                        // Up to 8 tickets in flight per thread.
+                        let mut tickets = Vec::new();
+                        let mut closed = false;
+                        for _ in 0..8 {
+                            match submitter.submit(t % 2, &frame) {
+                                Ok(ticket) => tickets.push(ticket),
+                                Err(GateError::Busy) => break,
+                                Err(GateError::Closed) => {
+                                    closed = true;
+                                    break;
+                                }
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        for ticket in tickets {
+                            match ticket.wait() {
+                                Ok(_) => answered.fetch_add(1, Ordering::Relaxed),
+                                Err(GateError::Shutdown) => cut.fetch_add(1, Ordering::Relaxed),
+                                Err(e) => panic!("{e}"),
+                            };
+                        }
+                        if closed {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            let stats = pool.shutdown();
+            let frames: u64 = stats.iter().map(|s| s.frames).sum();
+            assert!(frames > 0);
+        });
+        assert_eq!(
+            refused.load(Ordering::Relaxed),
+            4,
+            "every submitter saw Closed"
+        );
+        assert!(answered.load(Ordering::Relaxed) > 0);
+        // After shutdown the submitter still answers, with Closed.
+        assert_eq!(
+            submitter.request(0, &GateFrame::default()).unwrap_err(),
+            GateError::Closed
+        );
+        eprintln!(
+            "answered {}, cut by shutdown {}",
+            answered.load(Ordering::Relaxed),
+            cut.load(Ordering::Relaxed)
+        );
+    });
+}
+
+#[test]
+fn sleeping_workers_and_waiters_lose_no_wake_up() {
+    watchdog(Duration::from_secs(240), || {
+        let (pool, _) = pool_with(&["probe"], vec![], 2, |c| {
+            // Nobody spins: every frame wakes a sleeping worker, and every
+            // answer a parked waiter (through the dispatcher).
+            c.worker_spin = Duration::ZERO;
+            c.waiter_spin = Duration::ZERO;
+        });
+        let submitter = pool.submitter();
+        let frame = GateFrame::default();
+        const FRAMES: u64 = 20_000;
+        for i in 0..FRAMES {
+            let worker = (i % 2) as usize;
+            if i % 1000 == 0 {
+                // Let the worker settle into its futex wait.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let answer = if i % 2 == 0 {
+                submitter.request(worker, &frame)
+            } else {
+                block_on(submitter.request_async(worker, &frame))
+            };
+            assert_eq!(answer.unwrap().verdict(), Verdict::Continue);
+        }
+        let stats = pool.shutdown();
+        assert_eq!(stats.iter().map(|s| s.frames).sum::<u64>(), FRAMES);
+    });
+}
