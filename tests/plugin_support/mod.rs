@@ -147,6 +147,35 @@ pub fn rust_model_guard() -> PathBuf {
         .clone()
 }
 
+/// A workspace plugin crate (`crate_name`, for example
+/// `odock-plugin-notify`) built as a `cdylib` by a nested cargo, like
+/// [`rust_model_guard`], into the same target directory of its own; each
+/// crate is built once per test process.
+pub fn rust_plugin(crate_name: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(crate_name) {
+        return path.clone();
+    }
+    let target_dir = out_root().join("cargo");
+    let output = Command::new(env!("CARGO"))
+        .current_dir(root())
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["build", "--quiet", "--offline", "--lib", "-p", crate_name])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "building {crate_name} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = library_file(&target_dir.join("debug"), &crate_name.replace('-', "_"));
+    built.insert(crate_name.to_owned(), path.clone());
+    path
+}
+
 /// A spec for `path`, pinned to its current contents.
 pub fn spec(name: &str, path: &Path, grant: Grant) -> PluginSpec {
     PluginSpec {
