@@ -161,7 +161,12 @@ fn runner(bindings: Vec<BindingSpec>) -> (Runtime, GateRunner, Recorder) {
     (runtime, runner, recorder)
 }
 
-fn llm<'a>(id: u64, tenant: &'a str, headers: &'a [Header<'a>], body: &'a [u8]) -> RequestFrame<'a> {
+fn llm<'a>(
+    id: u64,
+    tenant: &'a str,
+    headers: &'a [Header<'a>],
+    body: &'a [u8],
+) -> RequestFrame<'a> {
     RequestFrame {
         request_id: id,
         tenant: Some(tenant),
@@ -202,8 +207,14 @@ fn metadata_of(out: &Outcome<'_>) -> Vec<(String, String)> {
 #[test]
 fn every_plugin_loads_with_a_schema_and_refuses_bad_config() {
     for (name, bad) in [
-        ("enrich", r#"{"tenants":{"acme":{"headers":{"bad header":"x"}}}}"#),
-        ("model-allowlist", r#"{"tenants":{"acme":{"models":"gpt-4o"}}}"#),
+        (
+            "enrich",
+            r#"{"tenants":{"acme":{"headers":{"bad header":"x"}}}}"#,
+        ),
+        (
+            "model-allowlist",
+            r#"{"tenants":{"acme":{"models":"gpt-4o"}}}"#,
+        ),
         ("dlp-redact", r#"{"patterns":["ssn"]}"#),
         ("approval", r#"{"models":[],"tools":[]}"#),
         ("audit-export", r#"{"file":"relative.jsonl"}"#),
@@ -222,7 +233,10 @@ fn every_plugin_loads_with_a_schema_and_refuses_bad_config() {
         assert_eq!(schema["type"], "object", "{name}");
         let mut sink = MemorySink::new();
         let err = plugin
-            .instantiate(Binding::new(0, bad.as_bytes(), FailureMode::Enforce), &mut sink)
+            .instantiate(
+                Binding::new(0, bad.as_bytes(), FailureMode::Enforce),
+                &mut sink,
+            )
             .err()
             .unwrap_or_else(|| panic!("{name} accepted {bad}"));
         assert_eq!(err.error, Error::InvalidConfig, "{name}");
@@ -256,20 +270,36 @@ fn enrich_adds_tenant_metadata_a_trace_and_a_billing_tag() {
     assert_eq!(header(&h, "x-odock-billing-tag"), Some("acme-prod"));
     assert_eq!(header(&h, "x-acme-cost-center"), Some("cc-42"));
     assert_eq!(header(&h, "content-type"), Some("application/json"));
-    let trace = header(&h, "traceparent").expect("a generated traceparent").to_owned();
+    let trace = header(&h, "traceparent")
+        .expect("a generated traceparent")
+        .to_owned();
     let parts: Vec<&str> = trace.split('-').collect();
     assert_eq!(parts.len(), 4, "{trace}");
     assert_eq!((parts[0], parts[3]), ("00", "01"));
     assert!(parts[1].len() == 32 && parts[2].len() == 16, "{trace}");
-    assert!(parts[1].bytes().chain(parts[2].bytes()).all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(
+        parts[1]
+            .bytes()
+            .chain(parts[2].bytes())
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
     let meta = metadata_of(&out);
-    for (k, v) in [("tier", "gold"), ("region", "eu"), ("billing_tag", "acme-prod")] {
+    for (k, v) in [
+        ("tier", "gold"),
+        ("region", "eu"),
+        ("billing_tag", "acme-prod"),
+    ] {
         assert!(meta.contains(&(k.into(), v.into())), "{meta:?}");
     }
-    assert!(meta.contains(&("trace_id".into(), parts[1].into())), "{meta:?}");
-    drop(out);
+    assert!(
+        meta.contains(&("trace_id".into(), parts[1].into())),
+        "{meta:?}"
+    );
     // The same request id gives the same trace (every hop agrees).
-    assert_eq!(header(&headers_of(&runner.request(&f)), "traceparent"), Some(trace.as_str()));
+    assert_eq!(
+        header(&headers_of(&runner.request(&f)), "traceparent"),
+        Some(trace.as_str())
+    );
 
     // A caller's own traceparent is kept, and its trace id becomes metadata.
     let theirs = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -277,10 +307,16 @@ fn enrich_adds_tenant_metadata_a_trace_and_a_billing_tag() {
     let g = llm(4243, "acme", &with_trace, body);
     let out = runner.request(&g);
     let h = headers_of(&out);
-    assert_eq!(h.iter().filter(|(n, _)| n.eq_ignore_ascii_case("traceparent")).count(), 1);
+    assert_eq!(
+        h.iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("traceparent"))
+            .count(),
+        1
+    );
     assert_eq!(header(&h, "traceparent"), Some(theirs));
-    assert!(metadata_of(&out).contains(&("trace_id".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into())));
-    drop(out);
+    assert!(
+        metadata_of(&out).contains(&("trace_id".into(), "4bf92f3577b34da6a3ce929d0e0e4736".into()))
+    );
 
     // A tenant without an entry gets the default.
     let u = llm(4244, "globex", &[], body);
@@ -288,7 +324,6 @@ fn enrich_adds_tenant_metadata_a_trace_and_a_billing_tag() {
     let h = headers_of(&out);
     assert_eq!(header(&h, "x-odock-billing-tag"), Some("unassigned"));
     assert_eq!(header(&h, "x-odock-tenant"), Some("globex"));
-    drop(out);
     let applied = seen.of_kind("enrich.applied");
     assert_eq!(applied.len(), 4);
     assert_eq!(applied[0], "tenant=acme entry=tenant trace=generated");
@@ -304,13 +339,18 @@ const ALLOWLIST_CONFIG: &str = r#"{
 
 #[test]
 fn model_allowlist_blocks_with_a_reason_the_caller_can_act_on() {
-    let (_rt, mut runner, seen) = runner(vec![binding("model-allowlist", REQUEST, ALLOWLIST_CONFIG)]);
+    let (_rt, mut runner, seen) =
+        runner(vec![binding("model-allowlist", REQUEST, ALLOWLIST_CONFIG)]);
     let ask = |runner: &mut GateRunner, tenant: &str, model: &str| -> Verdict<'static> {
         let body = format!(r#"{{"model":"{model}","messages":[]}}"#);
         let f = llm(1, tenant, &[], body.as_bytes());
         match runner.request(&f).verdict {
             Verdict::Continue => Verdict::Continue,
-            Verdict::Block { status, reason, plugin } => Verdict::Block {
+            Verdict::Block {
+                status,
+                reason,
+                plugin,
+            } => Verdict::Block {
                 status,
                 reason: reason.to_owned().leak(),
                 plugin: plugin.to_owned().leak(),
@@ -329,7 +369,10 @@ fn model_allowlist_blocks_with_a_reason_the_caller_can_act_on() {
     );
     // The default entry, and an entry that does not restrict models.
     assert_eq!(ask(&mut runner, "globex", "gpt-4o-mini"), Verdict::Continue);
-    assert!(matches!(ask(&mut runner, "globex", "gpt-4o"), Verdict::Block { status: 403, .. }));
+    assert!(matches!(
+        ask(&mut runner, "globex", "gpt-4o"),
+        Verdict::Block { status: 403, .. }
+    ));
     assert_eq!(ask(&mut runner, "initech", "anything"), Verdict::Continue);
     // The rule is in the detail and the evidence, never in the reason.
     let s = seen.seen();
@@ -346,7 +389,13 @@ fn model_allowlist_blocks_with_a_reason_the_caller_can_act_on() {
             "tenant=globex rule=default.models name=gpt-4o"
         ]
     );
-    assert_eq!(s.evidence.iter().filter(|e| e.1 == "model_allowlist.blocked").count(), 2);
+    assert_eq!(
+        s.evidence
+            .iter()
+            .filter(|e| e.1 == "model_allowlist.blocked")
+            .count(),
+        2
+    );
     drop(s);
 
     // MCP tools: listed, by prefix, not listed; tools/list always passes.
@@ -373,15 +422,22 @@ fn model_allowlist_blocks_with_a_reason_the_caller_can_act_on() {
     );
     assert_eq!(
         call(&mut runner, "initech", "tools/call", "search"),
-        Some((403, "MCP tool `search` is not enabled for your organization; enabled tools: (none)".to_owned()))
+        Some((
+            403,
+            "MCP tool `search` is not enabled for your organization; enabled tools: (none)"
+                .to_owned()
+        ))
     );
     assert_eq!(call(&mut runner, "initech", "tools/list", ""), None);
 }
 
 #[test]
 fn model_allowlist_blocks_a_tenant_it_does_not_know_without_a_default() {
-    let (_rt, mut runner, _seen) =
-        runner(vec![binding("model-allowlist", REQUEST, r#"{"tenants":{"acme":{"models":["gpt-4o"]}}}"#)]);
+    let (_rt, mut runner, _seen) = runner(vec![binding(
+        "model-allowlist",
+        REQUEST,
+        r#"{"tenants":{"acme":{"models":["gpt-4o"]}}}"#,
+    )]);
     let f = llm(3, "nobody", &[], br#"{"model":"gpt-4o"}"#);
     match runner.request(&f).verdict {
         Verdict::Block { status, reason, .. } => {
@@ -404,10 +460,12 @@ fn dlp_redact_redacts_the_request_body_and_keeps_it_json() {
         v["messages"][0]["content"],
         "I am [REDACTED:email],\ncard [REDACTED:card], key [REDACTED:api_key]"
     );
-    drop(out);
     assert_eq!(
         seen.of_kind("dlp_redact.redacted"),
-        vec![r#"{"gate":"request","email":1,"card":1,"api_key":0}"#.replace("\"api_key\":0", "\"api_key\":1")]
+        vec![
+            r#"{"gate":"request","email":1,"card":1,"api_key":0}"#
+                .replace("\"api_key\":0", "\"api_key\":1")
+        ]
     );
 }
 
@@ -424,7 +482,9 @@ fn delta(content: &str) -> String {
 fn reassemble(stream: &str) -> String {
     let mut text = String::new();
     for event in stream.split("\n\n").filter(|e| !e.is_empty()) {
-        let data = event.strip_prefix("data: ").unwrap_or_else(|| panic!("not SSE: {event:?}"));
+        let data = event
+            .strip_prefix("data: ")
+            .unwrap_or_else(|| panic!("not SSE: {event:?}"));
         if data == "[DONE]" {
             continue;
         }
@@ -440,19 +500,35 @@ fn reassemble(stream: &str) -> String {
 #[test]
 fn dlp_redact_redacts_a_card_and_an_email_split_across_sse_chunks() {
     let (_rt, mut runner, seen) = runner(vec![binding("dlp-redact", RESPONSE, "{}")]);
-    let request = llm(20, "acme", &[], br#"{"model":"gpt-4o","stream":true,"messages":[]}"#);
+    let request = llm(
+        20,
+        "acme",
+        &[],
+        br#"{"model":"gpt-4o","stream":true,"messages":[]}"#,
+    );
     let headers = [Header::new(b"content-type", b"text/event-stream")];
     let mut events = vec![
         "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"},\"finish_reason\":null}]}\n\n".to_owned(),
     ];
     // The card number is cut twice, the email three times.
-    for piece in ["Your card ", "4111 1111 11", "11 1111 is on file; write to ", "jane.d", "oe@exam", "ple.com", " for help."] {
+    for piece in [
+        "Your card ",
+        "4111 1111 11",
+        "11 1111 is on file; write to ",
+        "jane.d",
+        "oe@exam",
+        "ple.com",
+        " for help.",
+    ] {
         events.push(delta(piece));
     }
     events.push("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n".to_owned());
     events.push("data: [DONE]\n\n".to_owned());
     let mut state = runner.stream_state(&request, 1 << 20);
-    assert!(!state.buffers(), "dlp-redact works per chunk: nothing is buffered");
+    assert!(
+        !state.buffers(),
+        "dlp-redact works per chunk: nothing is buffered"
+    );
     let mut sent = String::new();
     for (i, event) in events.iter().enumerate() {
         let chunk = ChunkFrame {
@@ -492,7 +568,10 @@ fn dlp_redact_redacts_a_card_and_an_email_split_across_sse_chunks() {
     let request = llm(21, "acme", &[], br#"{"model":"gpt-4o","messages":[]}"#);
     let out = runner.response(&request, &whole);
     let v: Value = serde_json::from_slice(out.body()).unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "reach me at [REDACTED:email]");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "reach me at [REDACTED:email]"
+    );
 }
 
 #[test]
@@ -502,15 +581,15 @@ fn dlp_redact_on_both_gates_with_only_some_patterns() {
         BOTH,
         r#"{"patterns":["card"],"replacement":"****"}"#,
     )]);
-    let body = br#"{"messages":[{"role":"user","content":"jane@example.com 5555 5555 5555 4444"}]}"#;
+    let body =
+        br#"{"messages":[{"role":"user","content":"jane@example.com 5555 5555 5555 4444"}]}"#;
     let f = llm(30, "acme", &[], body);
     let out = runner.request(&f);
     let v: Value = serde_json::from_slice(out.body()).unwrap();
     assert_eq!(v["messages"][0]["content"], "jane@example.com ****");
 }
 
-const APPROVAL_CONFIG: &str =
-    r#"{"models":["gpt-4o","o1-*"],"tools":["delete_repo"],"timeout_ms":250,"on_timeout":"deny","on_error":"deny"}"#;
+const APPROVAL_CONFIG: &str = r#"{"models":["gpt-4o","o1-*"],"tools":["delete_repo"],"timeout_ms":250,"on_timeout":"deny","on_error":"deny"}"#;
 
 /// Runs a request through approval up to its pause; returns its token.
 fn pause(runner: &mut GateRunner, f: &RequestFrame<'_>) -> u64 {
@@ -550,21 +629,38 @@ fn approval_approved_denied_and_timed_out() {
     let token = pause(&mut runner, &f);
     let answer = br#"{"approved":true,"approver":"ana@acme"}"#;
     let out = runner
-        .resume(&f, &IntegrationAnswer { token, outcome: AnswerOutcome::Ok, body: answer })
+        .resume(
+            &f,
+            &IntegrationAnswer {
+                token,
+                outcome: AnswerOutcome::Ok,
+                body: answer,
+            },
+        )
         .unwrap();
     assert_eq!(out.verdict, Verdict::Continue);
     let h = headers_of(&out);
     assert_eq!(header(&h, "x-odock-approval"), Some("approved"));
-    assert_eq!(header(&h, "x-odock-tenant"), Some("acme"), "the rest of the chain ran");
+    assert_eq!(
+        header(&h, "x-odock-tenant"),
+        Some("acme"),
+        "the rest of the chain ran"
+    );
     assert!(metadata_of(&out).contains(&("approval.approver".into(), "ana@acme".into())));
-    drop(out);
 
     // Denied: blocked with the service's reason; the raw answer is detail.
     let f = llm(42, "acme", &[], body);
     let token = pause(&mut runner, &f);
     let answer = br#"{"decision":"deny","reason":"over the monthly limit"}"#;
     let out = runner
-        .resume(&f, &IntegrationAnswer { token, outcome: AnswerOutcome::Ok, body: answer })
+        .resume(
+            &f,
+            &IntegrationAnswer {
+                token,
+                outcome: AnswerOutcome::Ok,
+                body: answer,
+            },
+        )
         .unwrap();
     assert_eq!(
         out.verdict,
@@ -574,29 +670,44 @@ fn approval_approved_denied_and_timed_out() {
             plugin: "approval",
         }
     );
-    drop(out);
 
     // Timed out, under on_timeout = deny.
     let f = llm(43, "acme", &[], body);
     let token = pause(&mut runner, &f);
     let out = runner
-        .resume(&f, &IntegrationAnswer { token, outcome: AnswerOutcome::Timeout, body: b"" })
+        .resume(
+            &f,
+            &IntegrationAnswer {
+                token,
+                outcome: AnswerOutcome::Timeout,
+                body: b"",
+            },
+        )
         .unwrap();
     assert!(
         matches!(out.verdict, Verdict::Block { status: 504, reason, .. } if reason.contains("did not arrive in time")),
         "{:?}",
         out.verdict
     );
-    drop(out);
 
     // The service failed, under on_error = deny.
     let f = llm(44, "acme", &[], body);
     let token = pause(&mut runner, &f);
     let out = runner
-        .resume(&f, &IntegrationAnswer { token, outcome: AnswerOutcome::Failed, body: b"" })
+        .resume(
+            &f,
+            &IntegrationAnswer {
+                token,
+                outcome: AnswerOutcome::Failed,
+                body: b"",
+            },
+        )
         .unwrap();
-    assert!(matches!(out.verdict, Verdict::Block { status: 502, .. }), "{:?}", out.verdict);
-    drop(out);
+    assert!(
+        matches!(out.verdict, Verdict::Block { status: 502, .. }),
+        "{:?}",
+        out.verdict
+    );
 
     // A sensitive MCP tool pauses too.
     let mcp = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo","arguments":{}}}"#;
@@ -647,10 +758,20 @@ fn approval_timeout_can_fail_open_when_configured() {
     let f = llm(50, "acme", &[], br#"{"model":"gpt-4o"}"#);
     let token = pause(&mut runner, &f);
     let out = runner
-        .resume(&f, &IntegrationAnswer { token, outcome: AnswerOutcome::Timeout, body: b"" })
+        .resume(
+            &f,
+            &IntegrationAnswer {
+                token,
+                outcome: AnswerOutcome::Timeout,
+                body: b"",
+            },
+        )
         .unwrap();
     assert_eq!(out.verdict, Verdict::Continue);
-    assert_eq!(header(&headers_of(&out), "x-odock-approval"), Some("timeout-allowed"));
+    assert_eq!(
+        header(&headers_of(&out), "x-odock-approval"),
+        Some("timeout-allowed")
+    );
 }
 
 #[test]
@@ -664,11 +785,18 @@ fn audit_export_writes_parseable_json_lines() {
     })
     .to_string();
     let (_rt, mut runner, seen) = runner(vec![binding("audit-export", COMPLETE, &config)]);
-    let req_h = [Header::new(b"x-request-id", b"req-1"), Header::new(b"authorization", b"Bearer secret")];
+    let req_h = [
+        Header::new(b"x-request-id", b"req-1"),
+        Header::new(b"authorization", b"Bearer secret"),
+    ];
     let resp_h = [Header::new(b"content-type", b"application/json")];
     for (id, tenant, status) in [(60, "acme", 200), (61, "globex", 200), (62, "acme", 403)] {
         let req = llm(id, tenant, &req_h, br#"{"model":"gpt-4o","messages":[]}"#);
-        let resp = ResponseFrame { status, headers: &resp_h, body: b"{}" };
+        let resp = ResponseFrame {
+            status,
+            headers: &resp_h,
+            body: b"{}",
+        };
         runner.complete(&req, &resp);
     }
     // Nothing is written on the gate itself: the follow-ups do it.
@@ -681,7 +809,10 @@ fn audit_export_writes_parseable_json_lines() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     assert_eq!(lines.len(), 2);
-    let mut ids: Vec<&str> = lines.iter().map(|l| l["odock"]["request_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["odock"]["request_id"].as_str().unwrap())
+        .collect();
     ids.sort_unstable();
     assert_eq!(ids, vec!["60", "62"]);
     for l in &lines {
@@ -693,14 +824,20 @@ fn audit_export_writes_parseable_json_lines() {
         assert!(l["headers"].get("authorization").is_none());
         assert!(l["@timestamp"].as_str().unwrap().ends_with('Z'));
     }
-    let blocked = lines.iter().find(|l| l["odock"]["request_id"] == "62").unwrap();
+    let blocked = lines
+        .iter()
+        .find(|l| l["odock"]["request_id"] == "62")
+        .unwrap();
     assert_eq!(blocked["http"]["response"]["status_code"], 403);
     assert_eq!(blocked["event"]["outcome"], "failure");
     assert!(!text.contains("secret"));
     assert_eq!(seen.of_kind("audit_export.exported").len(), 2);
     let s = seen.seen();
     assert_eq!(
-        s.followups.iter().filter(|f| f.1 == FollowUpState::Delivered).count(),
+        s.followups
+            .iter()
+            .filter(|f| f.1 == FollowUpState::Delivered)
+            .count(),
         2
     );
 }
@@ -750,7 +887,8 @@ fn webhook(failures: usize) -> Webhook {
             let body = String::from_utf8_lossy(&got[body_at..]).into_owned();
             seen.lock().unwrap().push((status, body));
             let _ = conn.write_all(
-                format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+                format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
             );
         }
     });
@@ -769,9 +907,23 @@ fn notify_is_retried_after_failures_off_the_hot_path() {
     .to_string();
     let (_rt, mut runner, seen) = runner(vec![binding("notify", COMPLETE, &config)]);
     let req = llm(70, "acme", &[], br#"{"model":"gpt-4o"}"#);
-    runner.complete(&req, &ResponseFrame { status: 200, headers: &[], body: b"" });
+    runner.complete(
+        &req,
+        &ResponseFrame {
+            status: 200,
+            headers: &[],
+            body: b"",
+        },
+    );
     assert_eq!(runner.followups_pending(), 0, "on errors only");
-    runner.complete(&req, &ResponseFrame { status: 502, headers: &[], body: b"" });
+    runner.complete(
+        &req,
+        &ResponseFrame {
+            status: 502,
+            headers: &[],
+            body: b"",
+        },
+    );
     assert_eq!(runner.followups_pending(), 1);
     // The runtime's clock is the caller's: step through the backoff
     // (100 ms, then 200 ms) without sleeping.
@@ -794,11 +946,18 @@ fn notify_is_retried_after_failures_off_the_hot_path() {
         ]
     );
     assert!(s.followups.iter().all(|f| f.0 == "notify.webhook"));
-    assert!(s.logs.iter().any(|l| l.contains("webhook answered 500")), "{:?}", s.logs);
+    assert!(
+        s.logs.iter().any(|l| l.contains("webhook answered 500")),
+        "{:?}",
+        s.logs
+    );
     drop(s);
     assert_eq!(seen.of_kind("notify.sent"), vec!["200".to_string()]);
     let bodies = hook.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.iter().map(|b| b.0).collect::<Vec<_>>(), vec![500, 500, 200]);
+    assert_eq!(
+        bodies.iter().map(|b| b.0).collect::<Vec<_>>(),
+        vec![500, 500, 200]
+    );
     let v: Value = serde_json::from_str(&bodies[2].1).unwrap();
     assert_eq!(v["event"], "odock.request.completed");
     assert_eq!(v["request_id"], "70");

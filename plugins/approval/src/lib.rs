@@ -243,7 +243,10 @@ impl Plugin for Approval {
                 Ok(Verdict::Continue)
             }
             Some(Decision::Denied(reason)) => {
-                host.emit_evidence("approval.denied", reason.as_deref().unwrap_or("").as_bytes())?;
+                host.emit_evidence(
+                    "approval.denied",
+                    reason.as_deref().unwrap_or("").as_bytes(),
+                )?;
                 let shown: Cow<'static, str> = match reason {
                     Some(r) => format!("this request needs an approval and was denied: {r}").into(),
                     None => "this request needs an approval and was denied".into(),
@@ -335,21 +338,40 @@ mod tests {
     #[test]
     fn config_and_matching() {
         let c = Config::parse(br#"{"models":["gpt-4o","o1-*"],"on_timeout":"allow"}"#).unwrap();
-        assert_eq!((c.timeout, c.on_timeout, c.on_error), (Duration::from_secs(30), Fallback::Allow, Fallback::Deny));
+        assert_eq!(
+            (c.timeout, c.on_timeout, c.on_error),
+            (Duration::from_secs(30), Fallback::Allow, Fallback::Deny)
+        );
         assert!(c.sensitive(TargetKind::Model, b"gpt-4o", b""));
         assert!(c.sensitive(TargetKind::Model, b"o1-mini", b""));
         assert!(!c.sensitive(TargetKind::Model, b"gpt-4o-mini", b""));
         assert!(!c.sensitive(TargetKind::Mcp, b"", b"gpt-4o"));
-        for bad in [&b"{}"[..], br#"{"models":[]}"#, br#"{"models":["a"],"timeout_ms":0}"#, br#"{"models":["a"],"on_error":"maybe"}"#, br#"{"models":["a"],"x":1}"#] {
-            assert!(Config::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"{}"[..],
+            br#"{"models":[]}"#,
+            br#"{"models":["a"],"timeout_ms":0}"#,
+            br#"{"models":["a"],"on_error":"maybe"}"#,
+            br#"{"models":["a"],"x":1}"#,
+        ] {
+            assert!(
+                Config::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         serde_json::from_str::<Value>(CONFIG_SCHEMA).unwrap();
     }
 
     #[test]
     fn reads_answers() {
-        assert_eq!(read_answer(br#"{"approved":true,"approver":"ana"}"#), Some(Decision::Approved(Some("ana".into()))));
-        assert_eq!(read_answer(br#"{"decision":"deny","reason":"no budget"}"#), Some(Decision::Denied(Some("no budget".into()))));
+        assert_eq!(
+            read_answer(br#"{"approved":true,"approver":"ana"}"#),
+            Some(Decision::Approved(Some("ana".into())))
+        );
+        assert_eq!(
+            read_answer(br#"{"decision":"deny","reason":"no budget"}"#),
+            Some(Decision::Denied(Some("no budget".into())))
+        );
         assert_eq!(read_answer(br#"{"decision":"maybe"}"#), None);
         assert_eq!(read_answer(b"yes"), None);
     }
@@ -358,9 +380,16 @@ mod tests {
     fn payload_names_the_target_not_the_body() {
         let mut f = Frame::new(Gate::Request, 9);
         f.target = Target::model(b"gpt-4o");
-        f.identity = Some(Identity { tenant: b"acme", virtual_key_id: b"vk1", environment: b"prod" });
+        f.identity = Some(Identity {
+            tenant: b"acme",
+            virtual_key_id: b"vk1",
+            environment: b"prod",
+        });
         f.request.body = b"{\"secret\":1}";
         let v: Value = serde_json::from_slice(&payload(&f)).unwrap();
-        assert_eq!(v, json!({"request_id":"9","tenant":"acme","virtual_key":"vk1","environment":"prod","model":"gpt-4o"}));
+        assert_eq!(
+            v,
+            json!({"request_id":"9","tenant":"acme","virtual_key":"vk1","environment":"prod","model":"gpt-4o"})
+        );
     }
 }

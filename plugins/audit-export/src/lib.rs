@@ -137,7 +137,11 @@ impl Config {
             .into_iter()
             .map(|h| h.to_ascii_lowercase())
             .collect();
-        if headers.len() > 32 || headers.iter().any(|h| h.is_empty() || h.contains([' ', ':'])) {
+        if headers.len() > 32
+            || headers
+                .iter()
+                .any(|h| h.is_empty() || h.contains([' ', ':']))
+        {
             return Err("headers: at most 32 header names".into());
         }
         Ok(Config {
@@ -258,11 +262,15 @@ impl Plugin for AuditExport {
                     .and_then(|mut f| f.write_all(&line))
                     .map_err(|e| format!("audit-export: writing {}: {e}", path.display()))
             }
-            Sink::Webhook(url) => {
-                http::post(url, "application/x-ndjson", &[], payload, self.config.timeout)
-                    .map(|_| ())
-                    .map_err(|e| format!("audit-export: {e}"))
-            }
+            Sink::Webhook(url) => http::post(
+                url,
+                "application/x-ndjson",
+                &[],
+                payload,
+                self.config.timeout,
+            )
+            .map(|_| ())
+            .map_err(|e| format!("audit-export: {e}")),
         };
         match result {
             Ok(()) => {
@@ -297,24 +305,53 @@ mod tests {
 
     #[test]
     fn config_shapes() {
-        let c = Config::parse(br#"{"file":"/tmp/a.jsonl","only_errors":true,"headers":["X-Request-Id"]}"#).unwrap();
+        let c = Config::parse(
+            br#"{"file":"/tmp/a.jsonl","only_errors":true,"headers":["X-Request-Id"]}"#,
+        )
+        .unwrap();
         assert_eq!(c.sink, Sink::File("/tmp/a.jsonl".into()));
         assert_eq!(c.headers, vec!["x-request-id".to_string()]);
-        assert!(matches!(Config::parse(br#"{"webhook":"http://127.0.0.1:9/in"}"#).unwrap().sink, Sink::Webhook(_)));
-        for bad in [&b"{}"[..], br#"{"file":"rel.jsonl"}"#, br#"{"file":"/a","webhook":"http://x/"}"#, br#"{"webhook":"https://x/"}"#, br#"{"file":"/a","only_errors":1}"#, br#"{"file":"/a","x":1}"#] {
-            assert!(Config::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        assert!(matches!(
+            Config::parse(br#"{"webhook":"http://127.0.0.1:9/in"}"#)
+                .unwrap()
+                .sink,
+            Sink::Webhook(_)
+        ));
+        for bad in [
+            &b"{}"[..],
+            br#"{"file":"rel.jsonl"}"#,
+            br#"{"file":"/a","webhook":"http://x/"}"#,
+            br#"{"webhook":"https://x/"}"#,
+            br#"{"file":"/a","only_errors":1}"#,
+            br#"{"file":"/a","x":1}"#,
+        ] {
+            assert!(
+                Config::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         serde_json::from_str::<Value>(CONFIG_SCHEMA).unwrap();
     }
 
     #[test]
     fn records_are_one_json_object() {
-        let req = [Header::new(b"X-Request-Id", b"r-1"), Header::new(b"authorization", b"Bearer s")];
+        let req = [
+            Header::new(b"X-Request-Id", b"r-1"),
+            Header::new(b"authorization", b"Bearer s"),
+        ];
         let mut f = Frame::new(Gate::Complete, 77);
         f.target = Target::model(b"gpt-4o");
-        f.identity = Some(Identity { tenant: b"acme", virtual_key_id: b"vk", environment: b"prod" });
+        f.identity = Some(Identity {
+            tenant: b"acme",
+            virtual_key_id: b"vk",
+            environment: b"prod",
+        });
         f.request.headers = &req;
-        f.response = Some(Response { status: 403, ..Response::default() });
+        f.response = Some(Response {
+            status: 403,
+            ..Response::default()
+        });
         let line = record(&f, &["x-request-id".into()], 0);
         assert!(!line.contains('\n'));
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -326,7 +363,10 @@ mod tests {
         assert_eq!(v["@timestamp"], "1970-01-01T00:00:00.000Z");
         let c = Config::parse(br#"{"file":"/a","only_errors":true,"tenants":["acme"]}"#).unwrap();
         assert!(c.selects(&f));
-        f.response = Some(Response { status: 200, ..Response::default() });
+        f.response = Some(Response {
+            status: 200,
+            ..Response::default()
+        });
         assert!(!c.selects(&f));
     }
 }

@@ -51,9 +51,11 @@ impl Url {
             None => (rest, "/"),
         };
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                (h, p.parse().map_err(|_| UrlError("the port is not a number"))?)
-            }
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h,
+                p.parse()
+                    .map_err(|_| UrlError("the port is not a number"))?,
+            ),
             _ => (authority, 80),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -144,7 +146,11 @@ pub fn post(
         body.len()
     );
     for (name, value) in headers {
-        if name.bytes().chain(value.bytes()).any(|b| b == b'\r' || b == b'\n') {
+        if name
+            .bytes()
+            .chain(value.bytes())
+            .any(|b| b == b'\r' || b == b'\n')
+        {
             continue;
         }
         head.push_str(name);
@@ -192,7 +198,10 @@ mod tests {
     #[test]
     fn parses_urls() {
         let u = Url::parse("http://127.0.0.1:8080/hooks/a?x=1").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 8080, "/hooks/a?x=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("127.0.0.1", 8080, "/hooks/a?x=1")
+        );
         let u = Url::parse("http://example.test").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
         let u = Url::parse("http://[::1]:9/p").unwrap();
@@ -223,11 +232,19 @@ mod tests {
                 assert!(n > 0);
                 got.extend_from_slice(&buf[..n]);
             }
-            s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").unwrap();
+            s.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
             String::from_utf8(got).unwrap()
         });
         let url = Url::parse(&format!("http://127.0.0.1:{port}/in")).unwrap();
-        let status = post(&url, "text/plain", &[("x-a", "1")], b"hello", Duration::from_secs(5)).unwrap();
+        let status = post(
+            &url,
+            "text/plain",
+            &[("x-a", "1")],
+            b"hello",
+            Duration::from_secs(5),
+        )
+        .unwrap();
         assert_eq!(status, 202);
         let request = server.join().unwrap();
         assert!(request.starts_with("POST /in HTTP/1.1\r\n"), "{request}");

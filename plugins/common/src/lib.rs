@@ -43,7 +43,13 @@ mod tests {
     #[test]
     fn formats_timestamps() {
         assert_eq!(super::rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(super::rfc3339_millis(1_764_079_387_005), "2025-11-25T14:03:07.005Z");
+        assert_eq!(
+            super::rfc3339_millis(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(
+            super::rfc3339_millis(1_764_079_387_005),
+            "2025-11-25T14:03:07.005Z"
+        );
     }
 }

@@ -115,8 +115,7 @@ impl Config {
             }
             for p in prefixes {
                 let ok = (2..=16).contains(&p.len())
-                    && p
-                        .bytes()
+                    && p.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 if !ok {
                     return Err(format!(
@@ -129,8 +128,7 @@ impl Config {
         let replacement = match obj.get("replacement") {
             None => "[REDACTED:{kind}]".to_owned(),
             Some(Value::String(s))
-                if s.len() <= 64
-                    && !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') =>
+                if s.len() <= 64 && !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') =>
             {
                 s.clone()
             }
@@ -287,10 +285,7 @@ impl ResponseGate for DlpRedact {
         let has_slot = self.ensure_stream(id, now);
         if !has_slot && self.no_carry_reported != id {
             self.no_carry_reported = id;
-            host.emit_evidence(
-                "dlp_redact.no_carry",
-                br#"{"reason":"stream table full"}"#,
-            )?;
+            host.emit_evidence("dlp_redact.no_carry", br#"{"reason":"stream table full"}"#)?;
         }
         let mut scratch = Stream {
             carry: Carry::default(),
@@ -452,7 +447,11 @@ fn content_literal(payload: &[u8], text: &str) -> Option<Range<usize>> {
             return None;
         }
         let end = i + 1;
-        if serde_json::from_slice::<String>(&payload[start..end]).ok().as_deref() == Some(text) {
+        if serde_json::from_slice::<String>(&payload[start..end])
+            .ok()
+            .as_deref()
+            == Some(text)
+        {
             return Some(start..end);
         }
     }
@@ -498,8 +497,8 @@ fn rewrite(
                 .carry
                 .feed(matcher, template, text.as_bytes(), last, cap, &mut out);
             // The carry splits only at ASCII bytes: `out` is UTF-8.
-            let encoded = serde_json::to_string(&String::from_utf8_lossy(&out))
-                .map_err(|_| Error::Failed)?;
+            let encoded =
+                serde_json::to_string(&String::from_utf8_lossy(&out)).map_err(|_| Error::Failed)?;
             if encoded.as_bytes() != &chunk[literal.clone()] {
                 host.replace_body_range(
                     literal.start as u64,
@@ -513,7 +512,9 @@ fn rewrite(
         Event::Other { json } => {
             let mut counts = Counts::default();
             if !stream.carry.held().is_empty() {
-                counts = stream.carry.feed(matcher, template, b"", true, cap, &mut out);
+                counts = stream
+                    .carry
+                    .feed(matcher, template, b"", true, cap, &mut out);
                 let shape = json.as_ref().or(stream.template.as_ref());
                 let inserted = flush_event(shape, &String::from_utf8_lossy(&out));
                 host.replace_body_range(0, 0, &inserted)?;
@@ -559,7 +560,11 @@ mod tests {
             br#"{"replacement":"\""}"#,
             br#"{"key_prefixes":["s k"]}"#,
         ] {
-            assert!(Config::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                Config::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         serde_json::from_str::<Value>(CONFIG_SCHEMA).expect("the schema is JSON");
     }
@@ -574,9 +579,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse_event(b"data: [DONE]\n\n"), Event::Other { json: None });
+        assert_eq!(
+            parse_event(b"data: [DONE]\n\n"),
+            Event::Other { json: None }
+        );
         assert!(matches!(
-            parse_event(b"event: x\ndata: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"),
+            parse_event(
+                b"event: x\ndata: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
+            ),
             Event::Other { json: Some(_) }
         ));
         assert_eq!(parse_event(b"{\"choices\":[]}"), Event::NotSse);

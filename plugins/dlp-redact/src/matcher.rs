@@ -112,7 +112,7 @@ pub fn luhn(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// A copy of raw JSON text with every escape sequence (`\n`, `\"`,
@@ -171,7 +171,11 @@ impl Matcher {
 
     fn emails(&self, text: &[u8], found: &mut Vec<Match>) {
         let mut from = 0;
-        while let Some(at) = text[from..].iter().position(|&b| b == b'@').map(|p| p + from) {
+        while let Some(at) = text[from..]
+            .iter()
+            .position(|&b| b == b'@')
+            .map(|p| p + from)
+        {
             from = at + 1;
             let mut start = at;
             while start > 0 && is_local_char(text[start - 1]) {
@@ -195,8 +199,7 @@ impl Matcher {
                 continue;
             };
             let tld = &domain[dot + 1..];
-            if tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) || domain.contains(&b'@')
-            {
+            if tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) || domain.contains(&b'@') {
                 continue;
             }
             found.push(Match {
@@ -330,7 +333,10 @@ fn keys(text: &[u8], before: u8, prefix: &[u8], found: &mut Vec<Match>) {
             continue;
         }
         let body_start = at + prefix.len();
-        let body = text[body_start..].iter().take_while(|&&b| is_key_char(b)).count();
+        let body = text[body_start..]
+            .iter()
+            .take_while(|&&b| is_key_char(b))
+            .count();
         if body >= MIN_KEY_BODY {
             found.push(Match {
                 start: at,
@@ -382,12 +388,7 @@ pub fn replacement(template: &str, kind: Kind) -> String {
 }
 
 /// `text` with `matches` replaced, appended to `out`.
-pub fn redact_into(
-    text: &[u8],
-    matches: &[Match],
-    template: &str,
-    out: &mut Vec<u8>,
-) -> Counts {
+pub fn redact_into(text: &[u8], matches: &[Match], template: &str, out: &mut Vec<u8>) -> Counts {
     let mut counts = Counts::default();
     let mut at = 0;
     for m in matches {
@@ -449,14 +450,14 @@ impl Carry {
         out: &mut Vec<u8>,
     ) -> Counts {
         let mut piece = piece;
-        if self.held.is_empty() {
-            if let Some(kind) = self.open {
-                // The rest of a match the cap cut: already replaced.
-                let rest = piece.iter().take_while(|&&b| kind.continues(b)).count();
-                piece = &piece[rest..];
-                if rest > 0 && piece.is_empty() && !last {
-                    return Counts::default();
-                }
+        if self.held.is_empty()
+            && let Some(kind) = self.open
+        {
+            // The rest of a match the cap cut: already replaced.
+            let rest = piece.iter().take_while(|&&b| kind.continues(b)).count();
+            piece = &piece[rest..];
+            if rest > 0 && piece.is_empty() && !last {
+                return Counts::default();
             }
         }
         self.open = None;
@@ -466,7 +467,11 @@ impl Carry {
         // Past the cap nothing is held: everything is scanned and emitted,
         // and a match reaching the end stays open.
         let capped = tail > max_carry;
-        let split = if capped { scan.len() } else { scan.len() - tail };
+        let split = if capped {
+            scan.len()
+        } else {
+            scan.len() - tail
+        };
         let matches = matcher.find(&scan[..split], self.before);
         if capped {
             self.open = matches.last().filter(|m| m.end == split).map(|m| m.kind);
@@ -512,11 +517,17 @@ mod tests {
 
     #[test]
     fn finds_each_kind() {
-        assert_eq!(redact("mail bob.smith+x@mail.example.com."), "mail [email].");
+        assert_eq!(
+            redact("mail bob.smith+x@mail.example.com."),
+            "mail [email]."
+        );
         assert_eq!(redact("card 4111 1111 1111 1111 ok"), "card [card] ok");
         assert_eq!(redact("card 4111-1111-1111-1111"), "card [card]");
         assert_eq!(redact("card 4111111111111111 2025"), "card [card] 2025");
-        assert_eq!(redact("key=sk-abcdefghijklmnop1234 end"), "key=[api_key] end");
+        assert_eq!(
+            redact("key=sk-abcdefghijklmnop1234 end"),
+            "key=[api_key] end"
+        );
     }
 
     #[test]
@@ -571,7 +582,16 @@ mod tests {
 
     #[test]
     fn patterns_split_across_pieces_are_redacted() {
-        let (out, n) = stream(&["my card is 4111 11", "11 1111 1111 and mail bo", "b@exam", "ple.com", " thanks"], 128);
+        let (out, n) = stream(
+            &[
+                "my card is 4111 11",
+                "11 1111 1111 and mail bo",
+                "b@exam",
+                "ple.com",
+                " thanks",
+            ],
+            128,
+        );
         assert_eq!(out, "my card is [card] and mail [email] thanks");
         assert_eq!((n.card, n.email), (1, 1));
         let (out, _) = stream(&["token sk-", "abcdefgh", "ijklmnop", "qrst done"], 128);

@@ -157,7 +157,8 @@ impl Config {
             On::Success => (200..400).contains(&status),
         };
         let tenant = frame.identity.map_or(&b""[..], |i| i.tenant);
-        by_status && (self.tenants.is_empty() || self.tenants.iter().any(|t| t.as_bytes() == tenant))
+        by_status
+            && (self.tenants.is_empty() || self.tenants.iter().any(|t| t.as_bytes() == tenant))
     }
 
     /// The webhook body for this exchange.
@@ -276,16 +277,35 @@ mod tests {
         let c = Config::parse(br#"{"webhook":"http://127.0.0.1:1/h","on":"errors","message":"{tenant}: {target} {status}","headers":{"authorization":"Bearer t"}}"#).unwrap();
         let mut f = Frame::new(Gate::Complete, 5);
         f.target = Target::mcp(b"github", b"delete_repo");
-        f.identity = Some(Identity { tenant: b"acme", ..Identity::default() });
-        f.response = Some(Response { status: 502, ..Response::default() });
+        f.identity = Some(Identity {
+            tenant: b"acme",
+            ..Identity::default()
+        });
+        f.response = Some(Response {
+            status: 502,
+            ..Response::default()
+        });
         assert!(c.selects(&f));
         let v: Value = serde_json::from_slice(&c.body(&f)).unwrap();
         assert_eq!(v["text"], "acme: github/delete_repo 502");
         assert_eq!(v["mcp_tool"], "delete_repo");
-        f.response = Some(Response { status: 200, ..Response::default() });
+        f.response = Some(Response {
+            status: 200,
+            ..Response::default()
+        });
         assert!(!c.selects(&f));
-        for bad in [&b"{}"[..], br#"{"webhook":"ftp://x"}"#, br#"{"webhook":"http://x/","on":"some"}"#, br#"{"webhook":"http://x/","headers":{"a b":"c"}}"#, br#"{"webhook":"http://x/","y":1}"#] {
-            assert!(Config::parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"{}"[..],
+            br#"{"webhook":"ftp://x"}"#,
+            br#"{"webhook":"http://x/","on":"some"}"#,
+            br#"{"webhook":"http://x/","headers":{"a b":"c"}}"#,
+            br#"{"webhook":"http://x/","y":1}"#,
+        ] {
+            assert!(
+                Config::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         serde_json::from_str::<Value>(CONFIG_SCHEMA).unwrap();
     }
