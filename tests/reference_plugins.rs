@@ -964,3 +964,144 @@ fn notify_is_retried_after_failures_off_the_hot_path() {
     assert_eq!(v["status"], 502);
     assert_eq!(v["text"], "acme: gpt-4o answered 502");
 }
+
+/// The C plugins read their config with a small hand-written JSON reader:
+/// every truncation and every single-byte change of a valid config must
+/// end in `OK` or `INVALID_CONFIG`, never a crash or another status.
+#[test]
+fn the_c_plugins_survive_every_truncation_and_byte_flip_of_their_config() {
+    for (name, config) in [
+        ("enrich", ENRICH_CONFIG),
+        ("model-allowlist", ALLOWLIST_CONFIG),
+    ] {
+        let path = library(name);
+        let plugin = LoadedPlugin::load(&PluginSpec {
+            name: name.into(),
+            pin: Pin::of_file(&path).unwrap(),
+            path,
+            grant: Grant::new(Capabilities::ALL),
+        })
+        .unwrap();
+        let mut sink = MemorySink::new();
+        let mut try_config = |bytes: &[u8]| match plugin
+            .instantiate(Binding::new(0, bytes, FailureMode::Enforce), &mut sink)
+        {
+            Ok(_) => {}
+            Err(e) => assert_eq!(
+                e.error,
+                Error::InvalidConfig,
+                "{name}: {}",
+                String::from_utf8_lossy(bytes)
+            ),
+        };
+        let bytes = config.as_bytes();
+        for cut in 0..bytes.len() {
+            try_config(&bytes[..cut]);
+        }
+        for i in 0..bytes.len() {
+            for b in [b'"', b'\\', b'{', b']', b',', b':', 0, 0xff] {
+                let mut changed = bytes.to_vec();
+                changed[i] = b;
+                try_config(&changed);
+            }
+        }
+        // Deep nesting is refused, not recursed into without end.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        try_config(deep.as_bytes());
+    }
+}
+
+/// audit-export's webhook sink, through the complete pool (threads of its
+/// own, fed by rings): every selected exchange reaches the listener as one
+/// JSON line.
+#[test]
+fn audit_export_posts_to_a_webhook_from_the_complete_pool() {
+    use odock_dataplane::runtime::complete::{CompleteConfig, CompletePool};
+    let hook = webhook(1);
+    let config = serde_json::json!({"webhook": hook.url, "only_errors": true}).to_string();
+    let runtime = Runtime::new();
+    runtime
+        .install(
+            PolicySpec {
+                version: 1,
+                bindings: vec![binding("audit-export", COMPLETE, &config)],
+            },
+            &[source("audit-export")],
+        )
+        .unwrap();
+    let seen = Recorder::default();
+    let sink = seen.clone();
+    let pool = CompletePool::start(&runtime, CompleteConfig::default(), move |_| {
+        Box::new(sink.clone())
+    })
+    .unwrap();
+    let submitter = pool.submitter().unwrap();
+    for (id, status) in [(80, 200), (81, 500), (82, 429)] {
+        let req = llm(id, "acme", &[], br#"{"model":"gpt-4o"}"#);
+        let resp = ResponseFrame {
+            status,
+            headers: &[],
+            body: b"{}",
+        };
+        submitter.submit(&req, &resp).unwrap();
+    }
+    // The first POST fails (500) and is retried after 100 ms.
+    let start = Instant::now();
+    while seen.of_kind("audit_export.exported").len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not exported in time"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(submitter);
+    pool.shutdown();
+    let bodies = hook.bodies.lock().unwrap().clone();
+    let delivered: Vec<Value> = bodies
+        .iter()
+        .filter(|b| b.0 == 200)
+        .map(|b| serde_json::from_str(b.1.trim_end()).unwrap())
+        .collect();
+    let mut statuses: Vec<u64> = delivered
+        .iter()
+        .map(|v| v["http"]["response"]["status_code"].as_u64().unwrap())
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![429, 500]);
+    assert_eq!(bodies.len(), 3, "one failure, two deliveries");
+}
+
+/// With its stream table full, dlp-redact still redacts each chunk on its
+/// own and says in evidence that the stream runs without a carry.
+#[test]
+fn dlp_redact_without_a_carry_slot_says_so() {
+    let (_rt, mut runner, seen) = runner(vec![binding(
+        "dlp-redact",
+        RESPONSE,
+        r#"{"max_streams":1}"#,
+    )]);
+    let (a, b) = (
+        llm(90, "acme", &[], br#"{"stream":true}"#),
+        llm(91, "acme", &[], br#"{"stream":true}"#),
+    );
+    let mut sa = runner.stream_state(&a, 1 << 16);
+    let mut sb = runner.stream_state(&b, 1 << 16);
+    let (hello, card) = (delta("hello "), delta("card 4111111111111111 ok"));
+    let first = ChunkFrame {
+        status: 200,
+        chunk: hello.as_bytes(),
+        ..ChunkFrame::default()
+    };
+    let _ = runner.response_chunk(&a, &first, &mut sa);
+    let second = ChunkFrame {
+        status: 200,
+        chunk: card.as_bytes(),
+        ..ChunkFrame::default()
+    };
+    let out = runner.response_chunk(&b, &second, &mut sb);
+    assert_eq!(
+        reassemble(std::str::from_utf8(out.body()).unwrap()),
+        "card [REDACTED:card] ok"
+    );
+    assert_eq!(seen.of_kind("dlp_redact.no_carry").len(), 1);
+}
