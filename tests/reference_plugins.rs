@@ -1105,3 +1105,83 @@ fn dlp_redact_without_a_carry_slot_says_so() {
     );
     assert_eq!(seen.of_kind("dlp_redact.no_carry").len(), 1);
 }
+
+/// The C plugins in process under AddressSanitizer and
+/// UndefinedBehaviorSanitizer (`plugins/c-common/sanitize_harness.c`):
+/// every truncation and byte change of a config through init, and frames
+/// with and without identity, long names and odd headers through
+/// on_request. Skipped, saying so, where the compiler has no sanitizers.
+#[test]
+fn the_c_plugins_run_clean_under_asan_and_ubsan() {
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sanitize");
+    std::fs::create_dir_all(&out).unwrap();
+    let triple = plugin_support::host_triple();
+    let compiler = cc::Build::new()
+        .cargo_metadata(false)
+        .cargo_warnings(false)
+        .opt_level(1)
+        .host(&triple)
+        .target(&triple)
+        .try_get_compiler();
+    let Ok(compiler) = compiler else {
+        eprintln!("skipped: no C compiler");
+        return;
+    };
+    let sanitize = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"];
+    let probe_src = out.join("probe.c");
+    std::fs::write(&probe_src, "int main(void) { return 0; }\n").unwrap();
+    let probe = out.join("probe");
+    let works = compiler
+        .to_command()
+        .args(sanitize)
+        .arg(&probe_src)
+        .arg("-o")
+        .arg(&probe)
+        .status()
+        .is_ok_and(|s| s.success())
+        && std::process::Command::new(&probe)
+            .status()
+            .is_ok_and(|s| s.success());
+    if !works {
+        eprintln!("skipped: the C compiler cannot build and run sanitized programs here");
+        return;
+    }
+    let root = plugin_support::root();
+    for (name, source, config) in [
+        ("enrich", "../enrich/enrich.c", ENRICH_CONFIG),
+        (
+            "model_allowlist",
+            "../model-allowlist/model_allowlist.c",
+            ALLOWLIST_CONFIG,
+        ),
+    ] {
+        let exe = out.join(format!("harness_{name}"));
+        let status = compiler
+            .to_command()
+            .args(["-std=c99", "-g", "-Wall", "-Wextra", "-Werror"])
+            .args(sanitize)
+            .arg("-I")
+            .arg(root.join("plugin-abi/include"))
+            .arg(format!("-DPLUGIN_SOURCE=\"{source}\""))
+            .arg(root.join("plugins/c-common/sanitize_harness.c"))
+            .arg("-o")
+            .arg(&exe)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{name}: the harness does not build");
+        let config_file = out.join(format!("{name}.json"));
+        std::fs::write(&config_file, config).unwrap();
+        let run = std::process::Command::new(&exe)
+            .arg(&config_file)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{name} under sanitizers:\n{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let summary = String::from_utf8_lossy(&run.stdout);
+        assert!(summary.starts_with("configs tried"), "{summary}");
+    }
+}

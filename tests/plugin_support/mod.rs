@@ -41,6 +41,12 @@ fn target_triple() -> String {
     }
 }
 
+/// The triple of the machine the tests run on, for `cc` outside a build
+/// script.
+pub fn host_triple() -> String {
+    target_triple()
+}
+
 fn library_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(
         "{}{name}{}",
