@@ -8,6 +8,7 @@
 //! error instead of a figure. The checksum is also what keeps the compiler
 //! from optimising the receiver's reads away.
 
+pub mod evidence;
 pub mod ring;
 
 use std::fmt;

@@ -134,6 +134,10 @@ struct Dims {
 }
 
 #[derive(Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing would only complicate clap's derive"
+)]
 enum BindingCmd {
     /// List bindings.
     List,
