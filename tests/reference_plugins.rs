@@ -1185,3 +1185,40 @@ fn the_c_plugins_run_clean_under_asan_and_ubsan() {
         assert!(summary.starts_with("configs tried"), "{summary}");
     }
 }
+
+/// The same, with the stream cut into chunks that do not follow events:
+/// several events in one chunk, events split in the middle of their JSON.
+#[test]
+fn dlp_redact_does_not_need_one_event_per_chunk() {
+    let (_rt, mut runner, _seen) = runner(vec![binding("dlp-redact", RESPONSE, "{}")]);
+    let request = llm(22, "acme", &[], br#"{"model":"gpt-4o","stream":true}"#);
+    let mut bytes = String::new();
+    for piece in [
+        "Mail me at ann",
+        "a@example",
+        ".net or use card 5555 5555 5555 ",
+        "4444 today.",
+    ] {
+        bytes.push_str(&delta(piece));
+    }
+    bytes.push_str("data: [DONE]\n\n");
+    let pieces: Vec<&[u8]> = bytes.as_bytes().chunks(37).collect();
+    let mut state = runner.stream_state(&request, 1 << 20);
+    let mut sent = String::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let chunk = ChunkFrame {
+            status: 200,
+            headers: &[],
+            chunk: piece,
+            index: i as u64,
+            last: i + 1 == pieces.len(),
+        };
+        let out = runner.response_chunk(&request, &chunk, &mut state);
+        sent.push_str(std::str::from_utf8(out.body()).unwrap());
+    }
+    assert_eq!(
+        reassemble(&sent),
+        "Mail me at [REDACTED:email] or use card [REDACTED:card] today."
+    );
+    assert!(!sent.contains("5555") && !sent.contains("anna"));
+}

@@ -4,30 +4,38 @@
 //! - **Request gate**: the raw request body is scanned (JSON escapes are
 //!   boundaries, see [`matcher`]) and every match is replaced in one
 //!   copy-on-write range.
-//! - **Response gate, per chunk** ([`ResponseMode::PerChunk`]): each SSE
-//!   event's `choices[0].delta.content` is decoded, scanned after the
-//!   stream's carry, and written back re-encoded. The carry is the end of
-//!   the text seen so far that may still grow into a match (the rule and
-//!   its limits: [`matcher::Carry`]); it is held back from the event it
-//!   came in and emitted at the front of the next event's content, or,
-//!   when an event without content (the finish event, `data: [DONE]`)
-//!   comes, in an event of its own inserted before it. The last chunk
-//!   flushes everything. A whole (not streamed) answer arrives as one last
-//!   chunk and is redacted as raw JSON; other chunks that are not SSE
-//!   events are redacted as plain text, with the same carry.
+//! - **Response gate, per chunk** ([`ResponseMode::PerChunk`]), see
+//!   [`process_chunk`]: an SSE stream is taken event by event, whatever
+//!   its chunking (a chunk may hold several events, or end inside one:
+//!   the unfinished event's bytes are held in the stream and sent with the
+//!   chunk that completes it). Each event's `choices[0].delta.content` is
+//!   decoded, scanned after the stream's *carry*, and written back
+//!   re-encoded. The carry is the end of the text seen so far that may
+//!   still grow into a match (the rule and its limits: [`matcher::Carry`]);
+//!   it is held back from the event it came in and emitted at the front of
+//!   the next event's content, or, when an event without content (the
+//!   finish event, `data: [DONE]`) comes, in an event of its own inserted
+//!   before it. The last chunk flushes everything. A whole (not streamed)
+//!   answer arrives as one last chunk and is redacted as raw JSON; a
+//!   stream that is not SSE is redacted as plain bytes, with the same
+//!   carry.
 //!
-//! Carries live in the instance, keyed by request id, at most
-//! `max_streams` of them and `max_carry` bytes each; a stream that ends
-//! without its last chunk is forgotten after [`IDLE_STREAM`]. A stream
-//! that finds the table full runs without a carry (a pattern split across
-//! its chunks is then missed) and says so in evidence.
+//! Streams live in the instance, keyed by request id, at most
+//! `max_streams` of them, with at most `max_carry` bytes of text and
+//! [`MAX_PENDING_EVENT`] bytes of an unfinished event each; a stream that
+//! ends without its last chunk is forgotten after [`IDLE_STREAM`] when
+//! room is needed. A stream that finds the table full runs without a
+//! carry (each chunk is redacted alone, so a pattern split across chunks
+//! is missed) and says so in evidence. Only the first `data:` line of an
+//! event and the first choice are read.
 //!
 //! Config (every key optional):
 //! `{"patterns": ["email", "card", "api_key"], "key_prefixes": ["sk-"],
 //!   "replacement": "[REDACTED:{kind}]", "max_carry": 128, "max_streams": 1024}`
 //!
 //! Evidence: `dlp_redact.redacted` with counts per kind (never the values),
-//! `dlp_redact.no_carry` when a stream runs without a carry.
+//! `dlp_redact.no_carry` when a stream runs without a carry,
+//! `dlp_redact.event_too_large` when an event outgrows the pending cap.
 #![forbid(unsafe_code)]
 
 pub mod matcher;
@@ -183,17 +191,22 @@ fn int(
 }
 
 /// One stream's state.
-struct Stream {
+#[derive(Debug, Default)]
+pub struct Stream {
     carry: Carry,
     /// The last event's JSON, for an event the plugin inserts to flush.
     template: Option<Value>,
-    touched: Instant,
+    /// Whether the stream is SSE (decided on its first chunk).
+    sse: Option<bool>,
+    /// The bytes of an SSE event whose end has not arrived yet.
+    pending: Vec<u8>,
 }
 
 /// One instance per worker.
 pub struct DlpRedact {
     config: Config,
-    streams: HashMap<u64, Stream>,
+    /// Per request id: the stream and when its last chunk came.
+    streams: HashMap<u64, (Stream, Instant)>,
     /// The last request told it runs without a carry (one record each).
     no_carry_reported: u64,
 }
@@ -269,9 +282,8 @@ impl ResponseGate for DlpRedact {
             return Ok(Verdict::Continue);
         }
         let (chunk, last, id) = (response.chunk, response.last_chunk, frame.request_id);
-        let event = parse_event(chunk);
         // A whole answer (one last chunk, no stream before it): raw JSON.
-        if matches!(event, Event::NotSse) && last && !self.streams.contains_key(&id) {
+        if last && !self.streams.contains_key(&id) && !looks_like_sse(chunk) {
             let matches = self.config.matcher.find(&json_mask(chunk), 0);
             if matches.is_empty() {
                 return Ok(Verdict::Continue);
@@ -281,29 +293,29 @@ impl ResponseGate for DlpRedact {
             host.replace_body_range(0, chunk.len() as u64, &out)?;
             return emit_counts(host, "response", counts);
         }
-        let now = Instant::now();
-        let has_slot = self.ensure_stream(id, now);
+        let has_slot = self.ensure_stream(id, Instant::now());
         if !has_slot && self.no_carry_reported != id {
             self.no_carry_reported = id;
             host.emit_evidence("dlp_redact.no_carry", br#"{"reason":"stream table full"}"#)?;
         }
-        let mut scratch = Stream {
-            carry: Carry::default(),
-            template: None,
-            touched: now,
-        };
+        let mut scratch = Stream::default();
         let stream = match self.streams.get_mut(&id) {
-            Some(s) if has_slot => s,
+            Some((s, _)) if has_slot => s,
             _ => &mut scratch,
         };
-        // Without a slot every chunk is scanned on its own, holding nothing.
-        let result = rewrite(&self.config, host, stream, chunk, event, last || !has_slot);
+        // Without a slot nothing can be held: each chunk stands alone.
+        let done = process_chunk(&self.config, stream, chunk, last || !has_slot);
         if last {
             self.streams.remove(&id);
         }
-        let counts = result?;
-        if counts.total() > 0 {
-            emit_counts(host, "response", counts)?;
+        if done.oversized {
+            host.emit_evidence("dlp_redact.event_too_large", b"")?;
+        }
+        if done.out != chunk {
+            host.replace_body_range(0, chunk.len() as u64, &done.out)?;
+        }
+        if done.counts.total() > 0 {
+            emit_counts(host, "response", done.counts)?;
         }
         Ok(Verdict::Continue)
     }
@@ -313,25 +325,18 @@ impl DlpRedact {
     /// Makes sure stream `id` has a slot; `false` when the table is full
     /// even after forgetting idle streams.
     fn ensure_stream(&mut self, id: u64, now: Instant) -> bool {
-        if let Some(s) = self.streams.get_mut(&id) {
-            s.touched = now;
+        if let Some((_, touched)) = self.streams.get_mut(&id) {
+            *touched = now;
             return true;
         }
         if self.streams.len() >= self.config.max_streams {
             self.streams
-                .retain(|_, s| now.saturating_duration_since(s.touched) < IDLE_STREAM);
+                .retain(|_, (_, touched)| now.saturating_duration_since(*touched) < IDLE_STREAM);
         }
         if self.streams.len() >= self.config.max_streams {
             return false;
         }
-        self.streams.insert(
-            id,
-            Stream {
-                carry: Carry::default(),
-                template: None,
-                touched: now,
-            },
-        );
+        self.streams.insert(id, (Stream::default(), now));
         true
     }
 }
@@ -476,65 +481,176 @@ fn flush_event(template: Option<&Value>, text: &str) -> Vec<u8> {
     format!("data: {}\n\n", Value::Object(event)).into_bytes()
 }
 
-/// Redacts one chunk of a stream after its carry.
-fn rewrite(
-    config: &Config,
-    host: &Host<'_>,
-    stream: &mut Stream,
-    chunk: &[u8],
-    event: Event,
-    last: bool,
-) -> Result<Counts, Error> {
+/// The most bytes of one SSE event held while waiting for its end; a
+/// longer event is passed on as it is (with `dlp_redact.event_too_large`
+/// evidence).
+pub const MAX_PENDING_EVENT: usize = 64 * 1024;
+
+/// What [`process_chunk`] made of a chunk.
+#[derive(Debug)]
+pub struct Processed {
+    /// The bytes to send instead of the chunk.
+    pub out: Vec<u8>,
+    /// What was redacted.
+    pub counts: Counts,
+    /// An event grew past [`MAX_PENDING_EVENT`] and was passed on unscanned.
+    pub oversized: bool,
+}
+
+/// Whether a chunk starts like an SSE stream (a `data:`, `event:`, `id:`,
+/// `retry:` or comment line).
+pub fn looks_like_sse(chunk: &[u8]) -> bool {
+    let start = chunk.iter().position(|&b| b != b'\n' && b != b'\r');
+    let line = &chunk[start.unwrap_or(chunk.len())..];
+    [&b"data:"[..], b"event:", b"id:", b"retry:", b":"]
+        .iter()
+        .any(|f| line.starts_with(f))
+}
+
+/// Where the first SSE event of `bytes` ends (after its blank line).
+fn event_end(bytes: &[u8]) -> Option<usize> {
+    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    let crlf = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Redacts one chunk of a stream, the host aside (so tests can cut a
+/// stream anywhere). `last`: nothing may be held after this chunk.
+///
+/// An SSE stream is processed event by event, whatever the chunking: the
+/// bytes of an event whose blank line has not arrived are held in the
+/// stream (and taken out of this chunk), complete events are rewritten
+/// (their content after the carry; a flush event before a content-less
+/// one when text is held), and at the end everything left is flushed. A
+/// stream that is not SSE is scanned as plain bytes with the same carry.
+pub fn process_chunk(config: &Config, stream: &mut Stream, chunk: &[u8], last: bool) -> Processed {
     let (matcher, template, cap) = (&config.matcher, &config.replacement, config.max_carry);
-    let mut out = Vec::new();
-    let counts = match event {
+    let mut out = Vec::with_capacity(chunk.len() + 64);
+    let mut counts = Counts::default();
+    let mut oversized = false;
+    let mut input = std::mem::take(&mut stream.pending);
+    input.extend_from_slice(chunk);
+    let sse = match stream.sse {
+        Some(sse) => sse,
+        None => {
+            // Decide once the first line (or six bytes, enough for any
+            // field name) is in; until then hold what came.
+            if !last && input.len() < 6 && !input.contains(&b'\n') {
+                stream.pending = input;
+                return Processed {
+                    out,
+                    counts,
+                    oversized,
+                };
+            }
+            *stream.sse.insert(looks_like_sse(&input))
+        }
+    };
+    if !sse {
+        counts = stream
+            .carry
+            .feed(matcher, template, &input, last, cap, &mut out);
+        return Processed {
+            out,
+            counts,
+            oversized,
+        };
+    }
+    let mut at = 0;
+    while let Some(end) = event_end(&input[at..]) {
+        counts.merge(process_event(
+            config,
+            stream,
+            &input[at..at + end],
+            &mut out,
+        ));
+        at += end;
+    }
+    let rest = &input[at..];
+    if last {
+        if !rest.is_empty() {
+            counts.merge(process_event(config, stream, rest, &mut out));
+        }
+        if !stream.carry.held().is_empty() {
+            let mut text = Vec::new();
+            counts.merge(
+                stream
+                    .carry
+                    .feed(matcher, template, b"", true, cap, &mut text),
+            );
+            out.extend_from_slice(&flush_event(
+                stream.template.as_ref(),
+                &String::from_utf8_lossy(&text),
+            ));
+        }
+    } else if rest.len() > MAX_PENDING_EVENT {
+        oversized = true;
+        out.extend_from_slice(rest);
+    } else {
+        stream.pending = rest.to_vec();
+    }
+    Processed {
+        out,
+        counts,
+        oversized,
+    }
+}
+
+/// Rewrites one whole SSE event into `out`.
+fn process_event(config: &Config, stream: &mut Stream, event: &[u8], out: &mut Vec<u8>) -> Counts {
+    let (matcher, template, cap) = (&config.matcher, &config.replacement, config.max_carry);
+    match parse_event(event) {
         Event::Content {
             literal,
             text,
             json,
         } => {
-            let counts = stream
-                .carry
-                .feed(matcher, template, text.as_bytes(), last, cap, &mut out);
-            // The carry splits only at ASCII bytes: `out` is UTF-8.
+            let mut redacted = Vec::with_capacity(text.len() + 32);
+            let counts = stream.carry.feed(
+                matcher,
+                template,
+                text.as_bytes(),
+                false,
+                cap,
+                &mut redacted,
+            );
+            // The carry splits only at ASCII bytes: `redacted` is UTF-8.
             let encoded =
-                serde_json::to_string(&String::from_utf8_lossy(&out)).map_err(|_| Error::Failed)?;
-            if encoded.as_bytes() != &chunk[literal.clone()] {
-                host.replace_body_range(
-                    literal.start as u64,
-                    literal.len() as u64,
-                    encoded.as_bytes(),
-                )?;
-            }
+                Value::String(String::from_utf8_lossy(&redacted).into_owned()).to_string();
+            out.extend_from_slice(&event[..literal.start]);
+            out.extend_from_slice(encoded.as_bytes());
+            out.extend_from_slice(&event[literal.end..]);
             stream.template = Some(json);
             counts
         }
         Event::Other { json } => {
             let mut counts = Counts::default();
             if !stream.carry.held().is_empty() {
+                let mut text = Vec::new();
                 counts = stream
                     .carry
-                    .feed(matcher, template, b"", true, cap, &mut out);
+                    .feed(matcher, template, b"", true, cap, &mut text);
                 let shape = json.as_ref().or(stream.template.as_ref());
-                let inserted = flush_event(shape, &String::from_utf8_lossy(&out));
-                host.replace_body_range(0, 0, &inserted)?;
+                out.extend_from_slice(&flush_event(shape, &String::from_utf8_lossy(&text)));
             }
             if json.is_some() {
                 stream.template = json;
             }
+            out.extend_from_slice(event);
             counts
         }
+        // Comments, keep-alives, data that is not JSON: passed on.
         Event::NotSse => {
-            let counts = stream
-                .carry
-                .feed(matcher, template, chunk, last, cap, &mut out);
-            if out != chunk {
-                host.replace_body_range(0, chunk.len() as u64, &out)?;
-            }
-            counts
+            out.extend_from_slice(event);
+            Counts::default()
         }
-    };
-    Ok(counts)
+    }
 }
 
 odock_plugin_abi::export_plugin!(DlpRedact, request, response);
@@ -601,5 +717,92 @@ mod tests {
         assert_eq!(v["id"], "c1");
         assert_eq!(v["choices"][0]["delta"]["content"], "tail");
         assert!(v.get("usage").is_none());
+    }
+
+    fn sse(pieces: &[&str]) -> Vec<u8> {
+        let mut stream = String::from(
+            "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"}}]}\n\n",
+        );
+        for p in pieces {
+            let event =
+                serde_json::json!({"id": "c1", "choices": [{"index": 0, "delta": {"content": p}}]});
+            stream.push_str(&format!("data: {event}\n\n"));
+        }
+        stream.push_str("data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n");
+        stream.push_str("data: [DONE]\n\n");
+        stream.into_bytes()
+    }
+
+    fn content(sent: &[u8]) -> String {
+        let text = std::str::from_utf8(sent).unwrap();
+        let mut out = String::new();
+        for event in text.split("\n\n").filter(|e| !e.is_empty()) {
+            let data = event.strip_prefix("data: ").expect("an SSE event");
+            if data == "[DONE]" {
+                continue;
+            }
+            let v: Value = serde_json::from_str(data).expect("JSON data");
+            if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+                out.push_str(c);
+            }
+        }
+        out
+    }
+
+    /// Cuts `bytes` at `cuts` and runs the chunks through one stream.
+    fn run(config: &Config, bytes: &[u8], cuts: &[usize]) -> (Vec<u8>, Counts) {
+        let mut stream = Stream::default();
+        let mut sent = Vec::new();
+        let mut counts = Counts::default();
+        let mut from = 0;
+        for (i, &to) in cuts.iter().chain([bytes.len()].iter()).enumerate() {
+            let last = i == cuts.len();
+            let done = process_chunk(config, &mut stream, &bytes[from..to], last);
+            assert!(!done.oversized);
+            sent.extend_from_slice(&done.out);
+            counts.merge(done.counts);
+            from = to;
+        }
+        assert!(stream.pending.is_empty() && stream.carry.held().is_empty());
+        (sent, counts)
+    }
+
+    #[test]
+    fn any_chunking_of_a_stream_redacts_the_same() {
+        let config = Config::parse(b"{}").unwrap();
+        let bytes = sse(&[
+            "Card ",
+            "4111 1111 11",
+            "11 1111, mail j",
+            "ane@example.com",
+            " ok.",
+        ]);
+        let want = "Card [REDACTED:card], mail [REDACTED:email] ok.";
+        let (whole, _) = run(&config, &bytes, &[]);
+        assert_eq!(content(&whole), want);
+        for a in 0..=bytes.len() {
+            let (sent, counts) = run(&config, &bytes, &[a]);
+            assert_eq!(content(&sent), want, "cut at {a}");
+            assert_eq!((counts.card, counts.email), (1, 1), "cut at {a}");
+            assert!(sent.ends_with(b"data: [DONE]\n\n"));
+        }
+        for a in (0..bytes.len()).step_by(7) {
+            for b in (a..bytes.len()).step_by(5) {
+                let (sent, _) = run(&config, &bytes, &[a, b]);
+                assert_eq!(content(&sent), want, "cuts at {a}, {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_stream_is_scanned_as_bytes() {
+        let config = Config::parse(b"{}").unwrap();
+        let bytes = b"mail bob@exam";
+        let mut stream = Stream::default();
+        let a = process_chunk(&config, &mut stream, bytes, false);
+        let b = process_chunk(&config, &mut stream, b"ple.com now", true);
+        let mut sent = a.out;
+        sent.extend_from_slice(&b.out);
+        assert_eq!(sent, b"mail [REDACTED:email] now");
     }
 }
