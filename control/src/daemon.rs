@@ -109,7 +109,11 @@ pub fn run(cfg: Resolved) -> Result<(), DaemonError> {
         .name("odock-drainer".into())
         .spawn(move || {
             if let Err(e) = drainer.run(&s) {
-                eprintln!("odock-control: drainer stopped: {e}");
+                // Crash-only: the rings keep every record not committed,
+                // and a new control resumes at the durable positions. The
+                // process must go so its consumer claims die with it.
+                eprintln!("odock-control: evidence log failed, exiting: {e}");
+                std::process::exit(70);
             }
         })
         .map_err(|e| DaemonError::Setup("spawn the drainer".into(), e))?;

@@ -93,6 +93,22 @@ pub struct Drainer<S: Storage> {
     health: Arc<Mutex<Vec<RingHealth>>>,
     stats: Arc<DrainStats>,
     last_scan: Option<Instant>,
+    /// A commit or append failed: the consumers' positions are ahead of
+    /// what is durable, so they must never be published (see `Drop`).
+    failed: bool,
+}
+
+impl<S: Storage> Drop for Drainer<S> {
+    fn drop(&mut self) {
+        if self.failed {
+            // A consumer publishes its position when dropped; after a
+            // failed commit that would release records the log does not
+            // have. Leak them instead: the ring files keep the records and
+            // the next control (another process: this one exits) resumes at
+            // the last durable position.
+            std::mem::forget(std::mem::take(&mut self.rings));
+        }
+    }
 }
 
 fn creator_pid(name: &str) -> Option<u32> {
@@ -113,6 +129,7 @@ impl<S: Storage> Drainer<S> {
             health: Arc::new(Mutex::new(Vec::new())),
             stats: Arc::new(DrainStats::default()),
             last_scan: None,
+            failed: false,
         }
     }
 
@@ -129,8 +146,9 @@ impl<S: Storage> Drainer<S> {
     /// Drains until `stop` is set, then commits what it holds.
     ///
     /// # Errors
-    /// A log commit failed: the drainer stops holding its batches (their
-    /// records stay in the rings for the next control).
+    /// A log append or commit failed: the drainer stops without releasing
+    /// what it held (those records stay in the rings for the next control;
+    /// the caller should exit the process so its consumer claims die too).
     pub fn run(mut self, stop: &AtomicBool) -> Result<(), LogError> {
         while !stop.load(Ordering::Relaxed) {
             let n = self.round()?;
@@ -212,7 +230,8 @@ impl<S: Storage> Drainer<S> {
     /// cadence asks, then the release. Returns the records moved.
     ///
     /// # Errors
-    /// The commit failed.
+    /// An append or the commit failed; the drainer is then failed for good
+    /// and never releases ring space again.
     pub fn round(&mut self) -> Result<usize, LogError> {
         if self
             .last_scan
@@ -220,12 +239,16 @@ impl<S: Storage> Drainer<S> {
         {
             self.rescan();
         }
+        if self.failed {
+            return Err(LogError::Failed);
+        }
         let log = Arc::clone(&self.log);
         let mut total = 0;
+        let mut failure = None;
         let mut batches = Vec::with_capacity(self.rings.len());
         {
             let mut guard = lock(&log);
-            for a in self.rings.values_mut() {
+            'rings: for a in self.rings.values_mut() {
                 if a.corrupt.is_some() {
                     continue;
                 }
@@ -233,14 +256,19 @@ impl<S: Storage> Drainer<S> {
                 loop {
                     match batch.next() {
                         Ok(Some(record)) => {
-                            guard.append(
+                            let appended = guard.append(
                                 Origin {
                                     ring: a.id,
                                     lane: record.lane(),
                                     ring_seq: a.drained,
                                 },
                                 &record,
-                            )?;
+                            );
+                            if let Err(e) = appended {
+                                failure = Some(e);
+                                batches.push(batch);
+                                break 'rings;
+                            }
                             a.drained += 1;
                             total += 1;
                         }
@@ -254,6 +282,13 @@ impl<S: Storage> Drainer<S> {
                 batches.push(batch);
             }
         }
+        if let Some(e) = failure {
+            // Dropping the batches would release records that are not
+            // durable: keep them in the rings for the next control.
+            std::mem::forget(batches);
+            self.failed = true;
+            return Err(e);
+        }
         if total > 0 {
             // Wait out the cadence without the lock (the API may commit
             // meanwhile; its commit covers our records too), then commit.
@@ -266,7 +301,11 @@ impl<S: Storage> Drainer<S> {
                     _ => break,
                 }
             }
-            lock(&log).commit()?;
+            if let Err(e) = lock(&log).commit() {
+                std::mem::forget(batches);
+                self.failed = true;
+                return Err(e);
+            }
             self.stats
                 .records
                 .fetch_add(total as u64, Ordering::Relaxed);
@@ -292,5 +331,63 @@ impl<S: Storage> Drainer<S> {
             })
             .collect();
         *self.health.lock().unwrap_or_else(PoisonError::into_inner) = health;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{LogConfig, MemStorage};
+    use odock_dataplane::evidence::{Evidence, EvidenceWriter, Kind, SequenceCheck, decode};
+    use odock_dataplane::ring::{Backing, Geometry};
+
+    #[test]
+    fn drains_every_ring_into_the_log_and_releases_only_after_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let evidence = dir.path().join(EVIDENCE_DIR);
+        fs::create_dir_all(&evidence).unwrap();
+        let ring = Ring::create(
+            Geometry::new(1, 1 << 16).unwrap(),
+            Backing::File(&evidence.join(format!("{}-1-w0.ring", std::process::id()))),
+        )
+        .unwrap();
+        let mut writer = EvidenceWriter::new(ring.producer().unwrap(), 3);
+        let storage = MemStorage::new();
+        let config = LogConfig {
+            fsync_interval: Duration::from_millis(1),
+            ..LogConfig::default()
+        };
+        let (log, _) = Log::open(storage.clone(), config).unwrap();
+        let log = Arc::new(Mutex::new(log));
+        let mut drainer = Drainer::new(dir.path(), Arc::clone(&log));
+        let mut written = 0u64;
+        for round in 0..20 {
+            for _ in 0..50 {
+                if writer.write(&Evidence::new(Kind::Decision)).is_ok() {
+                    written += 1;
+                }
+            }
+            drainer.round().unwrap();
+            let health = drainer.health();
+            let h = health.lock().unwrap();
+            assert_eq!(h.len(), 1, "round {round}");
+            assert_eq!(h[0].lanes[0].backlog_bytes, 0, "released after the commit");
+        }
+        assert_eq!(written, 1000);
+        let snapshot = lock(&log).snapshot();
+        let mut check = SequenceCheck::new();
+        let mut n = 0;
+        snapshot
+            .scan(&storage, 0, |e| {
+                let r = decode(&e.payload).unwrap();
+                check.observe(&r).unwrap();
+                assert_eq!(r.stamp.worker, 3);
+                assert_eq!(e.origin.ring, drainer.rings.values().next().unwrap().id);
+                n += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(n, 1000);
+        assert_eq!(drainer.stats().records.load(Ordering::Relaxed), 1000);
     }
 }
