@@ -1222,3 +1222,30 @@ fn dlp_redact_does_not_need_one_event_per_chunk() {
     );
     assert!(!sent.contains("5555") && !sent.contains("anna"));
 }
+
+/// The example configs in `plugins/README.md` are ones the plugins accept.
+#[test]
+fn the_readme_example_configs_are_accepted() {
+    let readme = std::fs::read_to_string(plugin_support::root().join("plugins/README.md")).unwrap();
+    let start = readme.find("```json\n").expect("an example block") + "```json\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let examples: Value = serde_json::from_str(&readme[start..end]).unwrap();
+    let examples = examples.as_object().unwrap();
+    assert_eq!(examples.len(), 6);
+    for (name, config) in examples {
+        let path = library(name);
+        let plugin = LoadedPlugin::load(&PluginSpec {
+            name: name.clone(),
+            pin: Pin::of_file(&path).unwrap(),
+            path,
+            grant: Grant::new(Capabilities::ALL).with_integration("approvals"),
+        })
+        .unwrap();
+        let mut sink = MemorySink::new();
+        let bytes = config.to_string().into_bytes();
+        if let Err(e) = plugin.instantiate(Binding::new(0, bytes, FailureMode::Enforce), &mut sink)
+        {
+            panic!("{name}: {e}: {:?}", sink.logs);
+        }
+    }
+}
