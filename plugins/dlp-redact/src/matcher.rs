@@ -7,8 +7,9 @@
 //!   letters.
 //! - **card**: 13 to 19 digits, optionally grouped by single spaces or
 //!   dashes, not glued to letters or other digits, passing the Luhn check.
-//!   A longer run (a card followed by a year, say) is cut at a group
-//!   boundary to find the card in it.
+//!   In a longer run of groups (a card after a reference number, or
+//!   followed by a year) every group start and end is tried, leftmost and
+//!   longest first.
 //! - **api key**: one of the configured prefixes (`sk-` by default) at a
 //!   word boundary, followed by at least [`MIN_KEY_BODY`] characters of
 //!   `[A-Za-z0-9_-]`.
@@ -212,108 +213,165 @@ impl Matcher {
     }
 
     /// The length of the end of `text` that may still grow into a match
-    /// with the next piece of a stream: the trailing run of bytes some
-    /// enabled pattern can contain (for cards, from the first digit of a
-    /// trailing group of at most 19 digits). Holding this much back is
-    /// enough for any pattern no longer than the cap on what is held.
+    /// with the next piece of a stream: the longest trailing run of bytes
+    /// some enabled pattern can contain (for cards, from the first digit
+    /// of a trailing group of at most 19 digits), then widened until it
+    /// does not start inside such a run (a held email-shaped tail must not
+    /// cut a card number in two). Holding this much back is enough for any
+    /// pattern no longer than the cap on what is held.
     pub fn open_tail(&self, text: &[u8]) -> usize {
         let run = |pred: fn(u8) -> bool| text.iter().rev().take_while(|&&b| pred(b)).count();
-        let mut tail = 0;
-        if self.email {
-            tail = tail.max(run(is_email_char));
-        }
-        if !self.key_prefixes.is_empty() {
-            tail = tail.max(run(is_key_char));
-        }
+        let word: Option<fn(u8) -> bool> = if self.email {
+            Some(is_email_char)
+        } else if !self.key_prefixes.is_empty() {
+            Some(is_key_char)
+        } else {
+            None
+        };
+        let mut tail = word.map_or(0, run);
         if self.card {
             tail = tail.max(card_tail(text));
         }
-        tail
+        let n = text.len();
+        let mut split = n - tail;
+        loop {
+            let at = split;
+            if let Some(class) = word
+                && split > 0
+                && split < n
+                && class(text[split - 1])
+                && class(text[split])
+            {
+                while split > 0 && class(text[split - 1]) {
+                    split -= 1;
+                }
+            }
+            if self.card && split > 0 && split < n && card_joined(text, split) {
+                split = card_run_start(text, split);
+            }
+            if split == at {
+                return n - split;
+            }
+        }
     }
 }
 
-/// The trailing card-shaped run: digits with single separators, starting at
-/// a digit on a word boundary, with at most 19 digits (else 0).
-fn card_tail(text: &[u8]) -> usize {
-    let mut i = text.len();
-    let mut digits = 0;
-    let mut first_digit = None;
-    while i > 0 {
-        let b = text[i - 1];
-        if b.is_ascii_digit() {
-            digits += 1;
-            first_digit = Some(i - 1);
-        } else if b == b' ' || b == b'-' {
-            // A separator must sit between digits (or trail the text).
-            if i >= 2 && !text[i - 2].is_ascii_digit() {
-                break;
-            }
-        } else {
-            break;
-        }
+fn is_separator(b: u8) -> bool {
+    b == b' ' || b == b'-'
+}
+
+/// Whether a card-shaped run (digits, single separators between them)
+/// crosses the point between `text[split - 1]` and `text[split]`.
+fn card_joined(text: &[u8], split: usize) -> bool {
+    let (a, b) = (text[split - 1], text[split]);
+    let digit_after = |i: usize| text.get(i).is_none_or(u8::is_ascii_digit);
+    (a.is_ascii_digit() && (b.is_ascii_digit() || (is_separator(b) && digit_after(split + 1))))
+        || (is_separator(a) && split >= 2 && text[split - 2].is_ascii_digit() && b.is_ascii_digit())
+}
+
+/// The first digit of the card-shaped run that crosses `split`.
+fn card_run_start(text: &[u8], split: usize) -> usize {
+    let mut i = split;
+    while i > 0
+        && (text[i - 1].is_ascii_digit()
+            || (is_separator(text[i - 1]) && i >= 2 && text[i - 2].is_ascii_digit()))
+    {
         i -= 1;
     }
-    match first_digit {
-        Some(f) if digits <= 19 && (f == 0 || !text[f - 1].is_ascii_alphanumeric()) => {
-            text.len() - f
-        }
-        _ => 0,
-    }
+    i
 }
 
+/// The trailing card-shaped run (digits with single separators, maybe a
+/// separator at the very end), from its first digit; 0 without one.
+fn card_tail(text: &[u8]) -> usize {
+    let mut i = text.len();
+    if i >= 2 && is_separator(text[i - 1]) && text[i - 2].is_ascii_digit() {
+        i -= 1;
+    }
+    if i == 0 || !text[i - 1].is_ascii_digit() {
+        return 0;
+    }
+    text.len() - card_run_start(text, i)
+}
+
+/// The Luhn check over the digits at these positions of `text`.
+fn luhn_at(text: &[u8], positions: &[usize]) -> bool {
+    let sum: u32 = positions
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &p)| {
+            let d = u32::from(text[p] - b'0');
+            if i % 2 == 1 {
+                let twice = d * 2;
+                if twice > 9 { twice - 9 } else { twice }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Cards: in each card-shaped run, every group start (the run's first
+/// digit only on a word boundary) is tried with the longest group end
+/// giving 13 to 19 Luhn-valid digits; after a match, the search goes on
+/// behind it.
 fn cards(text: &[u8], before: u8, found: &mut Vec<Match>) {
+    let mut digits = Vec::with_capacity(32);
+    let mut group_start = Vec::with_capacity(32);
     let mut i = 0;
     while i < text.len() {
-        let prev = if i == 0 { before } else { text[i - 1] };
-        if !text[i].is_ascii_digit() || prev.is_ascii_alphanumeric() {
+        if !text[i].is_ascii_digit() {
             i += 1;
             continue;
         }
-        // The run: digits, single separators between them. `ends[k]` is
-        // the byte after digit k; `cut[k]` whether a group ends there.
-        let mut digits = Vec::with_capacity(19);
-        let mut ends = Vec::with_capacity(19);
-        let mut cut = Vec::with_capacity(19);
+        let run_start = i;
+        digits.clear();
+        group_start.clear();
         let mut j = i;
         loop {
-            digits.push(text[j]);
-            ends.push(j + 1);
+            group_start.push(j == run_start || is_separator(text[j - 1]));
+            digits.push(j);
             j += 1;
-            let sep = j < text.len() && matches!(text[j], b' ' | b'-');
             if j < text.len() && text[j].is_ascii_digit() {
-                cut.push(false);
                 continue;
             }
-            if sep && j + 1 < text.len() && text[j + 1].is_ascii_digit() {
-                cut.push(true);
+            if j + 1 < text.len() && is_separator(text[j]) && text[j + 1].is_ascii_digit() {
                 j += 1;
                 continue;
             }
-            cut.push(true);
             break;
         }
-        let run_end = ends[ends.len() - 1];
-        let glued = run_end < text.len() && text[run_end].is_ascii_alphabetic();
-        let mut matched = None;
-        if !glued {
-            for n in (13..=digits.len().min(19)).rev() {
-                if cut[n - 1] && luhn(&digits[..n]) {
-                    matched = Some(ends[n - 1]);
-                    break;
+        let prev = if run_start == 0 {
+            before
+        } else {
+            text[run_start - 1]
+        };
+        let glued_after = j < text.len() && text[j].is_ascii_alphabetic();
+        let n = digits.len();
+        let mut k = 0;
+        'starts: while k < n {
+            if group_start[k] && !(k == 0 && prev.is_ascii_alphanumeric()) {
+                for e in (k + 12..=(k + 18).min(n - 1)).rev() {
+                    let group_end = e + 1 == n || group_start[e + 1];
+                    if !group_end || (e + 1 == n && glued_after) {
+                        continue;
+                    }
+                    if luhn_at(text, &digits[k..=e]) {
+                        found.push(Match {
+                            start: digits[k],
+                            end: digits[e] + 1,
+                            kind: Kind::Card,
+                        });
+                        k = e + 1;
+                        continue 'starts;
+                    }
                 }
             }
+            k += 1;
         }
-        match matched {
-            Some(end) => {
-                found.push(Match {
-                    start: i,
-                    end,
-                    kind: Kind::Card,
-                });
-                i = end;
-            }
-            None => i = run_end,
-        }
+        i = j;
     }
 }
 
@@ -409,10 +467,14 @@ pub fn redact_into(text: &[u8], matches: &[Match], template: &str, out: &mut Vec
 /// Each piece of a stream (the decoded text of one SSE event) is scanned
 /// together with the carry: `scan = carry + piece`. Unless the piece is the
 /// last, the *open tail* of `scan` ([`Matcher::open_tail`]: the trailing
-/// run of bytes that some pattern could still extend, at most `max_carry`)
-/// is held back as the new carry; the rest is redacted and emitted now. So
-/// text is delayed, never dropped: usually by one word, at most by
-/// `max_carry` bytes, and the last piece flushes everything.
+/// runs of bytes that some pattern could still extend, widened so that it
+/// never starts inside such a run) is held back as the new carry; the rest
+/// is redacted and emitted now. The emitted part therefore never ends
+/// inside anything a pattern could match, and the held part keeps its
+/// whole context, so the pieces redact exactly as the whole text would (a
+/// property test cuts texts anywhere and checks it). Text is delayed,
+/// never dropped: usually by one word, at most by `max_carry` bytes, and
+/// the last piece flushes everything.
 ///
 /// # The limit
 ///
@@ -524,6 +586,7 @@ mod tests {
         assert_eq!(redact("card 4111 1111 1111 1111 ok"), "card [card] ok");
         assert_eq!(redact("card 4111-1111-1111-1111"), "card [card]");
         assert_eq!(redact("card 4111111111111111 2025"), "card [card] 2025");
+        assert_eq!(redact("ref 1234 4111 1111 1111 1111"), "ref 1234 [card]");
         assert_eq!(
             redact("key=sk-abcdefghijklmnop1234 end"),
             "key=[api_key] end"
