@@ -168,11 +168,31 @@ fn a_sha256_mismatch_is_422_on_sha256() {
         let (status, answer) = post(&c, "/v1/bindings", &binding.to_string());
         assert_eq!(status, 422, "{answer}");
         assert_eq!(answer["field"], "capabilities");
-        let binding = json!({"name": "b", "plugin": "probe", "priority": {"complete": 1}, "capabilities": []});
+        let binding = json!({"name": "b", "plugin": "probe", "priority": {}, "capabilities": []});
         assert_eq!(
             post(&c, "/v1/bindings", &binding.to_string()).1["field"],
-            "priority.complete"
+            "priority"
         );
+        // A gate the plugin does not join, if there is one.
+        let info = c.request("GET", "/v1/plugins/probe", None).unwrap().json();
+        let joins = |g: &str| {
+            info["info"]["gates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == g)
+        };
+        if let Some(gate) = ["request", "response", "complete"]
+            .into_iter()
+            .find(|g| !joins(g))
+        {
+            let binding =
+                json!({"name": "b", "plugin": "probe", "priority": {gate: 1}, "capabilities": []});
+            assert_eq!(
+                post(&c, "/v1/bindings", &binding.to_string()).1["field"],
+                format!("priority.{gate}")
+            );
+        }
         assert_eq!(version(&c), 1);
     });
 }

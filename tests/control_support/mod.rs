@@ -84,7 +84,7 @@ fn dataplane(run: &Path, count: Option<u64>) {
     let runtime = Runtime::new();
     let link = ControlLink::start(run, runtime.clone()).expect("control link");
     let ring = link
-        .evidence_ring(0, Geometry::new(2, 1 << 20).unwrap())
+        .evidence_ring(0, Geometry::new(2, 8 << 20).unwrap())
         .expect("evidence ring");
     let sink = RingSink::new(EvidenceWriter::new(ring.producer().unwrap(), 0));
     let mut runner = runtime.runner(0, Box::new(sink));
