@@ -325,3 +325,54 @@ fn history_and_rollback() {
         );
     });
 }
+
+#[test]
+fn evidence_follow_streams_records_as_they_are_committed() {
+    if is_child() {
+        return;
+    }
+    watchdog(Duration::from_secs(60), || {
+        let s = Setup::new();
+        let _control = s.control(None);
+        let c = s.client();
+        assert_eq!(post(&c, "/v1/scopes", r#"{"name": "a"}"#).0, 201);
+        let follower = s.client().timeout(Some(Duration::from_secs(30)));
+        let reader = std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            let mut buf = Vec::new();
+            let status = follower
+                .stream(
+                    "GET",
+                    "/v1/evidence?follow=1&kind=control_change",
+                    None,
+                    |chunk| {
+                        buf.extend_from_slice(chunk);
+                        while let Some(at) = buf.iter().position(|&b| b == b'\n') {
+                            let line: Vec<u8> = buf.drain(..=at).collect();
+                            lines.push(serde_json::from_slice::<Value>(&line).unwrap());
+                        }
+                        lines.len() < 3
+                    },
+                )
+                .unwrap();
+            (status, lines)
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(post(&c, "/v1/scopes", r#"{"name": "b"}"#).0, 201);
+        assert_eq!(post(&c, "/v1/scopes", r#"{"name": "c"}"#).0, 201);
+        let (status, lines) = reader.join().unwrap();
+        assert_eq!(status, 200);
+        let resources: Vec<&str> = lines
+            .iter()
+            .map(|l| l["attrs"]["resource"].as_str().unwrap())
+            .collect();
+        assert_eq!(resources, ["scope/a", "scope/b", "scope/c"]);
+        // Time-range and limit filters.
+        let a = c
+            .request("GET", "/v1/evidence?since_ns=0&until_ns=1", None)
+            .unwrap();
+        assert_eq!(a.text(), "");
+        let a = c.request("GET", "/v1/evidence?limit=2", None).unwrap();
+        assert_eq!(a.text().lines().count(), 2);
+    });
+}
