@@ -1247,5 +1247,15 @@ fn the_readme_example_configs_are_accepted() {
         {
             panic!("{name}: {e}: {:?}", sink.logs);
         }
+        // Control validates bindings with its own JSON Schema subset: the
+        // plugin's schema must be one it can apply, accept the example,
+        // and name an unknown field.
+        let schema: Value = serde_json::from_str(plugin.config_schema()).unwrap();
+        odock_control::schema::validate(&schema, config, "config")
+            .unwrap_or_else(|e| panic!("{name}: control refuses the example: {e}"));
+        let mut unknown = config.clone();
+        unknown["colour"] = Value::from("blue");
+        let e = odock_control::schema::validate(&schema, &unknown, "config").unwrap_err();
+        assert!(e.to_string().contains("colour"), "{name}: {e}");
     }
 }

@@ -300,21 +300,30 @@ static odock_status_t en_on_request(odock_instance_t *instance, odock_call_t *ca
   return host->emit_evidence(call, LITERAL("enrich.applied"), pv(data, (size_t)n < sizeof data ? (size_t)n : sizeof data - 1));
 }
 
+/* The config's JSON Schema, in the subset control validates with (no $ref,
+ * no anyOf, patterns as documentation): what the schema cannot say, init
+ * checks. */
+#define TOKEN_PATTERN "\"pattern\":\"^[A-Za-z0-9!#$%&'*+.^_`|~-]*$\""
+#define VALUE_SCHEMA \
+  "{\"type\":\"string\",\"maxLength\":1024,\"pattern\":\"^[^\\\\r\\\\n\\\\u0000]*$\"}"
+#define ENTRY_SCHEMA                                                                   \
+  "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{"               \
+  "\"metadata\":{\"type\":\"object\",\"description\":\"Keys of 1 to 64 bytes.\","      \
+  "\"additionalProperties\":{\"type\":\"string\",\"maxLength\":1024}},"                \
+  "\"billing_tag\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":1024},"          \
+  "\"headers\":{\"type\":\"object\",\"description\":\"Names are HTTP tokens.\","       \
+  "\"additionalProperties\":" VALUE_SCHEMA "}}}"
+#define HEADER_SCHEMA(min) \
+  "{\"type\":\"string\",\"minLength\":" min ",\"maxLength\":128," TOKEN_PATTERN "}"
+
 static const char SCHEMA[] =
     "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\","
-    "\"additionalProperties\":false,"
-    "\"$defs\":{\"token\":{\"type\":\"string\",\"pattern\":\"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$\"},"
-    "\"entry\":{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{"
-    "\"metadata\":{\"type\":\"object\",\"propertyNames\":{\"minLength\":1,\"maxLength\":64},"
-    "\"additionalProperties\":{\"type\":\"string\",\"maxLength\":1024}},"
-    "\"billing_tag\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":1024},"
-    "\"headers\":{\"type\":\"object\",\"propertyNames\":{\"$ref\":\"#/$defs/token\"},"
-    "\"additionalProperties\":{\"type\":\"string\",\"maxLength\":1024,\"pattern\":\"^[^\\\\r\\\\n\\\\u0000]*$\"}}}}},"
-    "\"properties\":{\"tenants\":{\"type\":\"object\",\"additionalProperties\":{\"$ref\":\"#/$defs/entry\"}},"
-    "\"default\":{\"$ref\":\"#/$defs/entry\"},"
-    "\"trace_header\":{\"$ref\":\"#/$defs/token\"},"
-    "\"tenant_header\":{\"anyOf\":[{\"const\":\"\"},{\"$ref\":\"#/$defs/token\"}]},"
-    "\"billing_header\":{\"anyOf\":[{\"const\":\"\"},{\"$ref\":\"#/$defs/token\"}]}}}";
+    "\"additionalProperties\":false,\"properties\":{"
+    "\"tenants\":{\"type\":\"object\",\"additionalProperties\":" ENTRY_SCHEMA "},"
+    "\"default\":" ENTRY_SCHEMA ","
+    "\"trace_header\":" HEADER_SCHEMA("1") ","
+    "\"tenant_header\":" HEADER_SCHEMA("0") ","
+    "\"billing_header\":" HEADER_SCHEMA("0") "}}";
 
 static const odock_plugin_descriptor_t DESCRIPTOR = {
     sizeof(odock_plugin_descriptor_t),

@@ -249,14 +249,20 @@ static odock_status_t al_on_request(odock_instance_t *instance, odock_call_t *ca
   return block(a, call, verdict, at, (size_t)clamp(t, sizeof a->detail));
 }
 
+/* The config's JSON Schema, in the subset control validates with (no $ref,
+ * no anyOf): what the schema cannot say, init checks. */
+#define NAMES_SCHEMA \
+  "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":128}}"
+#define ENTRY_SCHEMA                                                           \
+  "{\"type\":\"object\",\"additionalProperties\":false,\"properties\":{"       \
+  "\"models\":" NAMES_SCHEMA ",\"tools\":" NAMES_SCHEMA "}}"
+
 static const char SCHEMA[] =
     "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"type\":\"object\","
-    "\"additionalProperties\":false,\"anyOf\":[{\"required\":[\"tenants\"]},{\"required\":[\"default\"]}],"
-    "\"$defs\":{\"names\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":128}},"
-    "\"entry\":{\"type\":\"object\",\"additionalProperties\":false,"
-    "\"properties\":{\"models\":{\"$ref\":\"#/$defs/names\"},\"tools\":{\"$ref\":\"#/$defs/names\"}}}},"
-    "\"properties\":{\"tenants\":{\"type\":\"object\",\"additionalProperties\":{\"$ref\":\"#/$defs/entry\"}},"
-    "\"default\":{\"$ref\":\"#/$defs/entry\"}}}";
+    "\"description\":\"Needs tenants or default. A name ending in * is a prefix.\","
+    "\"additionalProperties\":false,\"properties\":{"
+    "\"tenants\":{\"type\":\"object\",\"additionalProperties\":" ENTRY_SCHEMA "},"
+    "\"default\":" ENTRY_SCHEMA "}}";
 
 static const odock_plugin_descriptor_t DESCRIPTOR = {
     sizeof(odock_plugin_descriptor_t),

@@ -65,7 +65,7 @@ pub struct Config {
 /// The JSON Schema of [`Config`].
 pub const CONFIG_SCHEMA: &str = concat!(
     r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","#,
-    r#""additionalProperties":false,"anyOf":[{"required":["models"]},{"required":["tools"]}],"#,
+    r#""description":"Name at least one sensitive model or tool.","additionalProperties":false,"#,
     r#""properties":{"#,
     r#""models":{"type":"array","items":{"type":"string","minLength":1,"maxLength":128}},"#,
     r#""tools":{"type":"array","items":{"type":"string","minLength":1,"maxLength":128}},"#,

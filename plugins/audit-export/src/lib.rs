@@ -70,7 +70,7 @@ pub struct Config {
 /// The JSON Schema of [`Config`].
 pub const CONFIG_SCHEMA: &str = concat!(
     r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","#,
-    r#""additionalProperties":false,"oneOf":[{"required":["file"]},{"required":["webhook"]}],"#,
+    r#""description":"Exactly one of file and webhook.","additionalProperties":false,"#,
     r#""properties":{"#,
     r#""file":{"type":"string","pattern":"^/"},"#,
     r#""webhook":{"type":"string","pattern":"^http://"},"#,

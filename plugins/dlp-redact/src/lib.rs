@@ -71,7 +71,7 @@ pub struct Config {
 pub const CONFIG_SCHEMA: &str = concat!(
     r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","#,
     r#""additionalProperties":false,"properties":{"#,
-    r#""patterns":{"type":"array","uniqueItems":true,"items":{"enum":["email","card","api_key"]}},"#,
+    r#""patterns":{"type":"array","items":{"enum":["email","card","api_key"]}},"#,
     r#""key_prefixes":{"type":"array","maxItems":16,"items":{"type":"string","pattern":"^[A-Za-z0-9_-]{2,16}$"}},"#,
     r#""replacement":{"type":"string","maxLength":64,"pattern":"^[^\"\\\\\\u0000-\\u001f]*$"},"#,
     r#""max_carry":{"type":"integer","minimum":64,"maximum":4096},"#,

@@ -66,7 +66,7 @@ pub const CONFIG_SCHEMA: &str = concat!(
     r#""on":{"enum":["all","errors","success"]},"#,
     r#""tenants":{"type":"array","items":{"type":"string"}},"#,
     r#""message":{"type":"string","maxLength":1024},"#,
-    r#""headers":{"type":"object","maxProperties":16,"additionalProperties":{"type":"string","pattern":"^[^\\r\\n]*$"}},"#,
+    r#""headers":{"type":"object","description":"At most 16 headers.","additionalProperties":{"type":"string","pattern":"^[^\\r\\n]*$"}},"#,
     r#""timeout_ms":{"type":"integer","minimum":1,"maximum":60000}}}"#
 );
 
