@@ -144,7 +144,10 @@
 //! completion consumer and sleeps on the completion ring's futex
 //! ([`Consumer::wait`]), which the worker's commit wakes only while it sleeps.
 //!
-//! **The worker** busy-polls its submission ring for
+//! **The worker** commits answers quietly and calls
+//! [`Producer::notify`] once per batch of submissions, so a sleeping
+//! dispatcher costs one wake-up per batch, not one per frame. It busy-polls
+//! its submission ring for
 //! [`PoolConfig::worker_spin`] after its last record, then sleeps on the
 //! ring's futex; a submitter's commit wakes it (the ring's protocol: a
 //! wake-up syscall only while the consumer sleeps). A full completion ring
@@ -341,6 +344,12 @@ impl<'a> GateFrame<'a> {
             method: None,
             path: None,
         }
+    }
+
+    /// The length of this frame's submission record (see "Records" in the
+    /// module docs); `None` when it does not fit the layout.
+    pub fn encoded_len(&self) -> Option<usize> {
+        self.parts(FrameKind::Request, None).encoded_len()
     }
 
     fn parts(&self, kind: FrameKind, response: Option<&ResponseFrame<'a>>) -> SubmissionParts<'a> {
@@ -881,6 +890,9 @@ impl Worker {
                     }
                 }
             }
+            // One wake-up check for the batch's quiet commits (before the
+            // worker could sleep, as the ring requires).
+            self.completions.notify();
             if stop {
                 return;
             }
@@ -888,13 +900,16 @@ impl Worker {
                 idle_since = None;
                 continue;
             }
+            // The clock is read every 64 empty polls; a zero spin sleeps at
+            // once.
             polls = polls.wrapping_add(1);
-            if !polls.is_multiple_of(64) {
+            let sleep_now = self.spin.is_zero();
+            if !sleep_now && !polls.is_multiple_of(64) {
                 std::hint::spin_loop();
                 continue;
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.spin {
+            if sleep_now || since.elapsed() >= self.spin {
                 // Sleeps on the submission ring's futex; a submitter's
                 // commit (or the shutdown record) wakes it.
                 let _ = self.submissions.wait(Some(Duration::from_secs(1)));
@@ -947,7 +962,8 @@ fn answer(completions: &Producer, port: &Port, token: u64, outcome: &Outcome<'_>
         match completions.reserve(len) {
             Ok(mut record) => {
                 codec::encode_answer(token, outcome, &mut record);
-                record.commit();
+                // The worker notifies once per batch (see `Worker::run`).
+                record.commit_quiet();
                 return;
             }
             Err(ReserveError::TooLarge { .. }) => break,
@@ -1242,7 +1258,7 @@ impl<'s> Ticket<'s> {
                 return answer;
             }
             polls = polls.wrapping_add(1);
-            if polls.is_multiple_of(32) && start.elapsed() >= spin {
+            if spin.is_zero() || polls.is_multiple_of(32) && start.elapsed() >= spin {
                 break;
             }
             std::hint::spin_loop();

@@ -9,6 +9,7 @@
 //! from optimising the receiver's reads away.
 
 pub mod evidence;
+pub mod gate;
 pub mod ring;
 
 use std::fmt;

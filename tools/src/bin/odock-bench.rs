@@ -1,9 +1,15 @@
 //! `odock-bench`: the project's benchmarks, each figure set beside a baseline
 //! measured in the same run.
 //!
+//! `odock-bench gate [--json] [--quick]` measures the gate API: inline chains,
+//! submitted round trips and worker scaling.
+//!
 //! `odock-bench ring [--json] [--quick]` measures the shared-memory ring (see
 //! `docs/BENCHMARKS.md` for what each case means and the latest figures).
 #![forbid(unsafe_code)]
+
+#[path = "odock-bench/gate.rs"]
+mod gate;
 
 use std::io::Write;
 use std::path::Path;
@@ -63,6 +69,24 @@ enum Cmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+    /// The gate API: an inline chain against direct calls, submitted round
+    /// trips against the atomic floor and a Unix socket pair, 1 against 2
+    /// workers.
+    Gate {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// A smaller run (under 20 s) for a quick look or CI.
+        #[arg(long)]
+        quick: bool,
+        /// Only the case groups whose name contains this (inline,
+        /// submitted, workers).
+        #[arg(long)]
+        only: Option<String>,
+        /// Runs per case (default: 3 quick, 5 full); the figures are medians.
+        #[arg(long)]
+        runs: Option<usize>,
+    },
     /// The child side of the cross-process cases (internal).
     #[command(hide = true)]
     RingChild {
@@ -92,6 +116,12 @@ fn main() -> ExitCode {
             only,
             runs,
         } => run_ring(json, quick, only.as_deref(), runs),
+        Cmd::Gate {
+            json,
+            quick,
+            only,
+            runs,
+        } => gate::run(json, quick, only.as_deref(), runs),
         Cmd::Evidence {
             json,
             quick,
@@ -475,6 +505,11 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
                 commit: Commit::QuietBurst(NOTIFY_BURST),
                 ..eager
             };
+            // The consumer's poll backoff alone, every record committed.
+            let polled = Load {
+                idle: Idle::Ring(POLL_BACKOFF),
+                ..eager
+            };
             let nb = Scale::sized(scale.crossbeam, len);
             // One untimed run of each warms caches and the allocator.
             let warm = Load {
@@ -484,12 +519,13 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
             work::ring_throughput(&ring, &[cpus.a], cpus.b, &warm)?;
             work::crossbeam_throughput(len, nb / 4, 4096, cpus, Touch::First8)?;
             let (mut r, mut rb, mut b) = (Vec::new(), Vec::new(), Vec::new());
-            let mut rt = Vec::new();
+            let (mut rt, mut rp) = (Vec::new(), Vec::new());
             for _ in 0..scale.runs {
                 r.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &eager)?);
                 rt.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &tuned)?);
                 if len == 64 {
                     rb.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &backoff)?);
+                    rp.push(work::ring_throughput(&ring, &[cpus.a], cpus.b, &polled)?);
                 }
                 b.push(work::crossbeam_throughput(
                     len,
@@ -516,6 +552,15 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
                     &row.target(">= 50 M/s and >= 10x", met)
                         .note("consumer spins 1 µs before polling again when the ring is empty"),
                 );
+                let row = Row::throughput("spsc_poll_backoff", len, 1, &rp, "crossbeam_vec", &b)
+                    .cpus(two.clone())
+                    .load(since);
+                let met = row.records_per_sec >= 50e6 && row.ratio >= 10.0;
+                out.row(&row.target(">= 50 M/s and >= 10x", met).note(&format!(
+                    "every record committed; Consumer::poll pausing {} ns after a BUSY stop, {} ns when empty",
+                    POLL_BACKOFF.busy.as_nanos(),
+                    POLL_BACKOFF.empty.as_nanos()
+                )));
             } else {
                 out.row(&row);
             }
