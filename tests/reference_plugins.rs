@@ -1259,3 +1259,109 @@ fn the_readme_example_configs_are_accepted() {
         assert!(e.to_string().contains("colour"), "{name}: {e}");
     }
 }
+
+/// All six bound together, as an example policy would: one request through
+/// the request gate (enrich, model-allowlist, approval, dlp-redact), its
+/// streamed answer through dlp-redact, and the complete gate (audit-export,
+/// notify); and a request the allowlist blocks before approval is asked.
+#[test]
+fn the_six_together_in_one_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let hook = webhook(0);
+    let (_rt, mut runner, seen) = runner(vec![
+        binding("enrich", [Some(10), None, None], ENRICH_CONFIG),
+        binding("model-allowlist", [Some(20), None, None], ALLOWLIST_CONFIG),
+        binding("approval", [Some(30), None, None], APPROVAL_CONFIG),
+        binding("dlp-redact", [Some(40), Some(10), None], "{}"),
+        binding(
+            "audit-export",
+            [None, None, Some(10)],
+            &serde_json::json!({"file": audit.to_str().unwrap()}).to_string(),
+        ),
+        binding(
+            "notify",
+            [None, None, Some(20)],
+            &serde_json::json!({"webhook": hook.url}).to_string(),
+        ),
+    ]);
+    let body = br#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"bill 4111 1111 1111 1111"}]}"#;
+    let f = llm(100, "acme", &[], body);
+    let token = pause(&mut runner, &f);
+    let out = runner
+        .resume(
+            &f,
+            &IntegrationAnswer {
+                token,
+                outcome: AnswerOutcome::Ok,
+                body: br#"{"approved":true}"#,
+            },
+        )
+        .unwrap();
+    assert_eq!(out.verdict, Verdict::Continue);
+    let h = headers_of(&out);
+    assert_eq!(header(&h, "x-odock-tenant"), Some("acme"));
+    assert_eq!(header(&h, "x-odock-approval"), Some("approved"));
+    let sent: Value = serde_json::from_slice(out.body()).unwrap();
+    assert_eq!(sent["messages"][0]["content"], "bill [REDACTED:card]");
+    let upstream_body = out.body().to_vec();
+
+    let upstream = RequestFrame {
+        body: &upstream_body,
+        ..f
+    };
+    let mut state = runner.stream_state(&upstream, 1 << 20);
+    let mut answer = String::new();
+    let events = [
+        delta("mail me: ceo@"),
+        delta("acme.example"),
+        delta(" ok"),
+        "data: [DONE]\n\n".to_owned(),
+    ];
+    for (i, e) in events.iter().enumerate() {
+        let chunk = ChunkFrame {
+            status: 200,
+            headers: &[],
+            chunk: e.as_bytes(),
+            index: i as u64,
+            last: i + 1 == events.len(),
+        };
+        answer.push_str(
+            std::str::from_utf8(runner.response_chunk(&upstream, &chunk, &mut state).body())
+                .unwrap(),
+        );
+    }
+    assert_eq!(reassemble(&answer), "mail me: [REDACTED:email] ok");
+
+    runner.complete(
+        &upstream,
+        &ResponseFrame {
+            status: 200,
+            headers: &[],
+            body: answer.as_bytes(),
+        },
+    );
+    assert_eq!(runner.run_followups(Instant::now(), 16), 2);
+    let line: Value =
+        serde_json::from_str(std::fs::read_to_string(&audit).unwrap().trim_end()).unwrap();
+    assert_eq!(line["odock"]["request_id"], "100");
+    assert_eq!(hook.bodies.lock().unwrap().len(), 1);
+
+    // Blocked by the allowlist: approval is never asked.
+    let g = llm(101, "acme", &[], br#"{"model":"o1-preview","messages":[]}"#);
+    assert!(matches!(
+        runner.request(&g).verdict,
+        Verdict::Block {
+            status: 403,
+            plugin: "model-allowlist",
+            ..
+        }
+    ));
+    let s = seen.seen();
+    let asked = s
+        .evidence
+        .iter()
+        .filter(|e| e.1 == "approval.requested")
+        .count();
+    assert_eq!(asked, 1, "only request 100 asked for an approval");
+}
