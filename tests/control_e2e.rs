@@ -121,6 +121,45 @@ fn policy_reaches_traffic_and_kill_9_loses_no_committed_evidence() {
             at.saturating_sub(t0) as f64 / 1e6
         );
 
+        // Control sees the dataplane: its policy version, its ring, and the
+        // probe's counters at the request gate.
+        let dp1_pid: u64 = dp1
+            .last_line("ready pid=")
+            .unwrap()
+            .trim_start_matches("ready pid=")
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = client
+                .request("GET", "/v1/dataplanes", None)
+                .unwrap()
+                .json();
+            let me = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["pid"] == dp1_pid)
+                .cloned();
+            let calls = me.as_ref().and_then(|d| {
+                d["plugins"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["plugin"] == "probe" && p["gate"] == "request")
+                    .and_then(|p| p["counters"]["calls"].as_u64())
+            });
+            if let (Some(d), Some(calls)) = (&me, calls)
+                && calls > 0
+                && d["policy_version"].as_u64() >= Some(enabled_version)
+                && d["healthy"] == true
+                && d["rings"].as_array().is_some_and(|r| r.len() == 1)
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "dataplane view: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
         // kill -9 control mid-stream; the dataplane keeps its policy and
         // keeps writing evidence into its ring.
         control.kill9();

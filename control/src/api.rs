@@ -391,6 +391,7 @@ fn dataplanes<S: Storage>(ctl: &Control<S>) -> Vec<Value> {
                 "updated_ms": st.updated_ms,
                 "workers": st.rings.len(),
                 "rings": mine,
+                "plugins": st.plugins,
             }));
         }
     }

@@ -35,9 +35,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use odock_plugin_abi::{Capabilities, Capability};
+use odock_plugin_abi::{Capabilities, Capability, Gate};
 use serde::{Deserialize, Serialize};
 
+use super::metrics::Counter;
 use super::policy::{BindingSpec, FailureMode, Grant, PolicySpec, Scope};
 use super::runner::{PluginSource, Runtime};
 use crate::plugin::Pin;
@@ -307,6 +308,25 @@ pub struct DataplaneStatus {
     pub rings: Vec<String>,
     /// When this status was written, UNIX epoch ms.
     pub updated_ms: u64,
+    /// Per plugin and gate: the runtime's counters summed over workers
+    /// (only gates with calls).
+    #[serde(default)]
+    pub plugins: Vec<PluginGateCounters>,
+}
+
+/// One plugin at one gate, as a dataplane's status reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PluginGateCounters {
+    /// The plugin.
+    pub plugin: String,
+    /// The gate.
+    pub gate: String,
+    /// Counter name ([`Counter::name`]) to value.
+    pub counters: std::collections::BTreeMap<String, u64>,
+    /// Median call latency, ns (0: no calls).
+    pub p50_ns: u64,
+    /// 99th percentile call latency, ns.
+    pub p99_ns: u64,
 }
 
 /// What the link has done, for health checks.
@@ -450,6 +470,32 @@ impl Shared {
             .clone()
     }
 
+    fn plugin_counters(&self) -> Vec<PluginGateCounters> {
+        let rt = &self.runtime;
+        let mut out = Vec::new();
+        for plugin in rt.plugins_with_metrics() {
+            for gate in [Gate::Request, Gate::Response, Gate::Complete] {
+                let counters: std::collections::BTreeMap<String, u64> = Counter::ALL
+                    .iter()
+                    .map(|c| (c.name().to_owned(), rt.counter(&plugin, gate, *c)))
+                    .collect();
+                if counters.get(Counter::Calls.name()).copied().unwrap_or(0) == 0 {
+                    continue;
+                }
+                let h = rt.latency(&plugin, gate);
+                let ns = |q| h.quantile(q).map_or(0, |d: Duration| d.as_nanos() as u64);
+                out.push(PluginGateCounters {
+                    plugin: plugin.clone(),
+                    gate: gate.to_string(),
+                    counters,
+                    p50_ns: ns(0.5),
+                    p99_ns: ns(0.99),
+                });
+            }
+        }
+        out
+    }
+
     fn status_path(&self) -> PathBuf {
         self.run_dir
             .join(DATAPLANES_DIR)
@@ -468,6 +514,7 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
             updated_ms: unix_ms(),
+            plugins: self.plugin_counters(),
         };
         if let Ok(bytes) = serde_json::to_vec(&file) {
             let _ = write_atomic(&self.status_path(), &bytes);
