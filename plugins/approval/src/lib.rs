@@ -226,7 +226,7 @@ impl Plugin for Approval {
             AnswerOutcome::Ok => read_answer(answer.body),
             AnswerOutcome::Timeout => {
                 host.emit_evidence("approval.timeout", b"")?;
-                return self.fallback(host, self.config.on_timeout, "timeout");
+                return self.fallback(host, NoAnswer::Timeout);
             }
             AnswerOutcome::Failed => None,
         };
@@ -261,35 +261,48 @@ impl Plugin for Approval {
                     "call failed"
                 };
                 host.emit_evidence("approval.error", what.as_bytes())?;
-                self.fallback(host, self.config.on_error, what)
+                self.fallback(host, NoAnswer::Error(what))
             }
         }
     }
 }
 
+/// Why no usable answer came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoAnswer {
+    /// The call timed out.
+    Timeout,
+    /// The call failed, or its answer could not be read (the text says which).
+    Error(&'static str),
+}
+
 impl Approval {
-    fn fallback(&self, host: &Host<'_>, mode: Fallback, why: &str) -> Result<Verdict, Error> {
-        match mode {
-            Fallback::Allow => {
-                let mark = if why == "timeout" {
-                    &b"timeout-allowed"[..]
-                } else {
-                    b"error-allowed"
-                };
-                host.set_header("x-odock-approval", mark)?;
+    /// Applies the configured fallback for a missing answer.
+    fn fallback(&self, host: &Host<'_>, why: NoAnswer) -> Result<Verdict, Error> {
+        let mode = match why {
+            NoAnswer::Timeout => self.config.on_timeout,
+            NoAnswer::Error(_) => self.config.on_error,
+        };
+        match (mode, why) {
+            (Fallback::Allow, NoAnswer::Timeout) => {
+                host.set_header("x-odock-approval", b"timeout-allowed")?;
                 Ok(Verdict::Continue)
             }
-            Fallback::Deny if why == "timeout" => Ok(Block::new(
+            (Fallback::Allow, NoAnswer::Error(_)) => {
+                host.set_header("x-odock-approval", b"error-allowed")?;
+                Ok(Verdict::Continue)
+            }
+            (Fallback::Deny, NoAnswer::Timeout) => Ok(Block::new(
                 504,
                 "this request needs an approval, which did not arrive in time; try again later",
             )
             .with_detail(&b"approval timeout, on_timeout=deny"[..])
             .into()),
-            Fallback::Deny => Ok(Block::new(
+            (Fallback::Deny, NoAnswer::Error(what)) => Ok(Block::new(
                 502,
                 "this request needs an approval, and the approval service is unavailable",
             )
-            .with_detail(format!("approval {why}, on_error=deny").into_bytes())
+            .with_detail(format!("approval {what}, on_error=deny").into_bytes())
             .into()),
         }
     }
