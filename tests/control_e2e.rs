@@ -213,6 +213,15 @@ fn policy_reaches_traffic_and_kill_9_loses_no_committed_evidence() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The killed dataplane's stale status is gone once its ring is.
+        let v = client
+            .request("GET", "/v1/dataplanes", None)
+            .unwrap()
+            .json();
+        assert!(
+            v.as_array().unwrap().iter().all(|d| d["pid"] != dp1_pid),
+            "{v}"
+        );
         // The evidence is queryable over the socket too.
         let a = client
             .request("GET", "/v1/evidence?kind=control_change", None)

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use odock_dataplane::runtime::control_link::{DATAPLANES_DIR, DataplaneStatus};
+use odock_dataplane::runtime::control_link::{DATAPLANES_DIR, DataplaneStatus, EVIDENCE_DIR};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -377,6 +377,15 @@ fn dataplanes<S: Storage>(ctl: &Control<S>) -> Vec<Value> {
                 continue;
             };
             let alive = Path::new("/proc").join(st.pid.to_string()).exists();
+            let rings_left = st
+                .rings
+                .iter()
+                .any(|r| ctl.run_dir.join(EVIDENCE_DIR).join(r).exists());
+            if !alive && !rings_left {
+                // Gone, and its evidence is all drained: a stale report.
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
             let mine: Vec<Value> = rings
                 .iter()
                 .filter(|r| st.rings.contains(&r.name))
