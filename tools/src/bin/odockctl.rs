@@ -277,6 +277,27 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// `println!` that ends the program quietly when stdout is closed (a pipe
+/// into `head`), instead of panicking.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+/// `print!`, likewise.
+macro_rules! say_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if write!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 /// Failed: the exit code and what to say.
 struct Fail(u8, String);
 
@@ -317,13 +338,13 @@ fn call(client: &Client, method: &str, path: &str, body: Option<Value>) -> Resul
 fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
     let show = |a: Answer, table: &dyn Fn(&Value)| {
         if cli.json {
-            print!("{}", a.text());
+            say_raw!("{}", a.text());
         } else {
             table(&a.json());
         }
     };
     let changed = |v: &Value| {
-        println!(
+        say!(
             "{} {}: state version {}",
             v["action"].as_str().unwrap_or("changed"),
             v["resource"].as_str().unwrap_or(""),
@@ -332,16 +353,16 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
     };
     match &cli.command {
         Cmd::Status => show(call(c, "GET", "/v1/status", None)?, &|v| {
-            println!("state version  {}", v["version"]);
-            println!(
+            say!("state version  {}", v["version"]);
+            say!(
                 "you            uid {} gid {} ({})",
                 v["you"]["uid"],
                 v["you"]["gid"],
                 text(&v["you"]["role"])
             );
-            println!("run dir        {}", text(&v["run_dir"]));
+            say!("run dir        {}", text(&v["run_dir"]));
             let l = &v["log"];
-            println!(
+            say!(
                 "evidence log   {} records kept ({}..{}), {} segments, {} bytes, {} write path",
                 l["next_index"].as_u64().unwrap_or(0) - l["first_index"].as_u64().unwrap_or(0),
                 l["first_index"],
@@ -377,16 +398,16 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
                 call(c, "GET", &format!("/v1/plugins/{}", encode(name)), None)?,
                 &|p| {
                     let i = &p["info"];
-                    println!("name             {}", text(&p["name"]));
-                    println!("version          {}", text(&i["version"]));
-                    println!("ABI              {}", text(&i["abi"]));
-                    println!("path             {}", text(&p["path"]));
-                    println!("sha256           {}", text(&p["sha256"]));
-                    println!("gates            {}", list(&i["gates"]));
-                    println!("asks for         {}", list(&i["requested"]));
-                    println!("integrations     {}", list(&i["integrations"]));
-                    println!("response mode    {}", text(&i["response_mode"]));
-                    println!(
+                    say!("name             {}", text(&p["name"]));
+                    say!("version          {}", text(&i["version"]));
+                    say!("ABI              {}", text(&i["abi"]));
+                    say!("path             {}", text(&p["path"]));
+                    say!("sha256           {}", text(&p["sha256"]));
+                    say!("gates            {}", list(&i["gates"]));
+                    say!("asks for         {}", list(&i["requested"]));
+                    say!("integrations     {}", list(&i["integrations"]));
+                    say!("response mode    {}", text(&i["response_mode"]));
+                    say!(
                         "config schema    {}",
                         if i["config_schema"].is_null() {
                             "none".into()
@@ -476,7 +497,7 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
             show(
                 call(c, "GET", &format!("/v1/bindings/{}", encode(name)), None)?,
                 &|b| {
-                    println!("{}", serde_json::to_string_pretty(b).unwrap_or_default());
+                    say!("{}", serde_json::to_string_pretty(b).unwrap_or_default());
                 },
             );
         }
@@ -559,9 +580,10 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
             show(
                 call(c, "POST", "/v1/rollback", Some(json!({"version": version})))?,
                 &|v| {
-                    println!(
+                    say!(
                         "rolled back to version {}: now state version {}",
-                        v["rolled_back_to"], v["version"]
+                        v["rolled_back_to"],
+                        v["version"]
                     );
                 },
             );
@@ -658,11 +680,11 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
                         );
                     }
                 }
-                println!("{}", Value::Object(m));
+                say!("{}", Value::Object(m));
             } else {
                 for line in a.text().lines().filter(|l| !l.starts_with('#')) {
                     if let Some((k, v)) = line.rsplit_once(' ') {
-                        println!("{k:<60} {v}");
+                        say!("{k:<60} {v}");
                     }
                 }
             }
@@ -674,12 +696,12 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
 fn evidence_out(json: bool, bytes: &[u8]) {
     let body = String::from_utf8_lossy(bytes);
     if json {
-        print!("{body}");
+        say_raw!("{body}");
         return;
     }
     for line in body.lines() {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
-            println!("{line}");
+            say!("{line}");
             continue;
         };
         let mut out = format!(
@@ -708,7 +730,7 @@ fn evidence_out(json: bool, bytes: &[u8]) {
                 out.push_str(&format!(" {k}={}", text(val)));
             }
         }
-        println!("{out}");
+        say!("{out}");
     }
 }
 
@@ -768,11 +790,11 @@ fn table(head: &[&str], rows: impl Iterator<Item = Vec<String>>) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}", w = *w))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        say!("{}", parts.join("  ").trim_end());
     };
     line(head.iter().map(|h| h.to_string()).collect());
     if rows.is_empty() {
-        println!("(none)");
+        say!("(none)");
     }
     for r in rows {
         line(r);
