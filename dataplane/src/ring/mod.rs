@@ -193,7 +193,8 @@ mod owner;
 mod producer;
 
 pub use consumer::{
-    Batch, Consumer, CorruptRing, Drained, LaneStatus, PollBackoff, Record, Stop, WaitOutcome,
+    Batch, Consumer, CorruptRing, Drained, LaneStatus, PollBackoff, REAP_INTERVAL, Record, Stop,
+    WaitOutcome,
 };
 pub use layout::{ControlBlock, LaneControl};
 pub use layout::{Corruption, Geometry, GeometryError, LAYOUT_VERSION, MAX_LANES, MIN_DATA_SIZE};
