@@ -6,6 +6,7 @@
 //! Only `log::uring` holds `unsafe` code (io_uring submissions); the rest of
 //! the crate is denied it.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod client;
