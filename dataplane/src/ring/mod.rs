@@ -115,6 +115,10 @@
 //! last quiet commit of a burst, and before it waits for the consumer (for
 //! space after [`ReserveError::Full`], or for an answer). A consumer that
 //! busy-polls sees quiet commits exactly as it sees others (step 4, C2).
+//! A producer that dies between a quiet commit and step 5 loses nothing
+//! (the records are committed), but a consumer asleep without a timeout
+//! would only see them when another producer wakes it: waits on rings whose
+//! producers may die take a timeout.
 //!
 //! Consumer, per lane:
 //! - C1. load `producer_pos` with *Acquire* and check it: 8-aligned, never

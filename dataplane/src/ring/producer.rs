@@ -333,6 +333,12 @@ impl<M: RingMemory> Reservation<'_, M> {
     /// those wakes it for every record committed before. So: end every burst
     /// of quiet commits with one of them, and always before waiting for the
     /// consumer (for space on [`ReserveError::Full`], or for an answer).
+    ///
+    /// A producer killed between a quiet commit and its notify loses
+    /// nothing: the records are committed and stay in the ring, and the
+    /// consumer reads them when its `wait` times out or another producer
+    /// wakes it. A consumer that waits without a timeout on a ring whose
+    /// producers may die should therefore pass one.
     #[inline]
     pub fn commit_quiet(self) {
         let this = std::mem::ManuallyDrop::new(self);
