@@ -954,12 +954,12 @@ fn the_watchdog_reports_a_worker_stuck_in_a_plugin() {
     let mut saw_stuck = false;
     while start.elapsed() < Duration::from_millis(550) {
         let health = runtime.health(Duration::from_millis(50));
-        if let Some(h) = health.iter().find(|h| h.worker == 7) {
-            if let WorkerState::Stuck { plugin, .. } = &h.state {
-                assert_eq!(plugin, "probe-a");
-                saw_stuck = true;
-                break;
-            }
+        if let Some(WorkerState::Stuck { plugin, .. }) =
+            health.iter().find(|h| h.worker == 7).map(|h| &h.state)
+        {
+            assert_eq!(plugin, "probe-a");
+            saw_stuck = true;
+            break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
