@@ -4,7 +4,6 @@
 
 mod plugin_support;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,17 +18,7 @@ use odock_plugin_abi::{Capabilities, Gate};
 
 /// A probe plugin named `name` (built once per name).
 fn probe(name: &str) -> PluginSource {
-    let define = format!("\"{name}\"");
-    let path: PathBuf = plugin_support::c_plugin(
-        &format!("probe_{}", name.replace('-', "_")),
-        "tests/plugin_sources/probe.c",
-        &[("PLUGIN_NAME", &define)],
-    );
-    PluginSource {
-        name: name.into(),
-        pin: Pin::of_file(&path).unwrap(),
-        path,
-    }
+    plugin_support::probe_plugin(name, &[])
 }
 
 fn bind(plugin: &str, priority: i32, config: &str) -> BindingSpec {
@@ -511,22 +500,12 @@ fn the_scope_reads_the_model_and_tool_from_the_body() {
 /// A probe plugin joining the response gate per chunk (`per_chunk`) or
 /// with the whole body.
 fn response_probe(name: &str, per_chunk: bool) -> PluginSource {
-    let define = format!("\"{name}\"");
     let mode = if per_chunk {
         "ODOCK_RESPONSE_PER_CHUNK"
     } else {
         "ODOCK_RESPONSE_WHOLE_BODY"
     };
-    let path: PathBuf = plugin_support::c_plugin(
-        &format!("probe_{}", name.replace('-', "_")),
-        "tests/plugin_sources/probe.c",
-        &[("PLUGIN_NAME", &define), ("RESPONSE_MODE", mode)],
-    );
-    PluginSource {
-        name: name.into(),
-        pin: Pin::of_file(&path).unwrap(),
-        path,
-    }
+    plugin_support::probe_plugin(name, &[("RESPONSE_MODE", mode)])
 }
 
 fn on_response(plugin: &str, priority: i32, config: &str) -> BindingSpec {
@@ -702,16 +681,7 @@ fn a_whole_body_plugin_ends_a_stream_and_an_overflow_is_recorded() {
 }
 
 fn approver() -> PluginSource {
-    let path: PathBuf = plugin_support::c_plugin(
-        "probe_approver",
-        "tests/plugin_sources/probe.c",
-        &[("PLUGIN_NAME", "\"approver\""), ("WITH_APPROVALS", "1")],
-    );
-    PluginSource {
-        name: "approver".into(),
-        pin: Pin::of_file(&path).unwrap(),
-        path,
-    }
+    plugin_support::probe_plugin("approver", &[("WITH_APPROVALS", "1")])
 }
 
 fn approval_binding(config: &str) -> BindingSpec {

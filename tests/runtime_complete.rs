@@ -4,11 +4,10 @@
 
 mod plugin_support;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use odock_dataplane::plugin::{Evidence, EvidenceSink, FailureMode, Grant, Pin};
+use odock_dataplane::plugin::{Evidence, EvidenceSink, FailureMode, Grant};
 use odock_dataplane::runtime::complete::{CompleteConfig, CompletePool, SubmitError};
 use odock_dataplane::runtime::policy::{BindingSpec, PolicySpec, Scope};
 use odock_dataplane::runtime::{
@@ -20,16 +19,7 @@ use odock_plugin_abi::{Capabilities, Capability};
 use odock_suite::watchdog;
 
 fn followup_probe() -> PluginSource {
-    let path: PathBuf = plugin_support::c_plugin(
-        "probe_followups",
-        "tests/plugin_sources/probe.c",
-        &[("PLUGIN_NAME", "\"notify\""), ("WITH_FOLLOWUPS", "1")],
-    );
-    PluginSource {
-        name: "notify".into(),
-        pin: Pin::of_file(&path).unwrap(),
-        path,
-    }
+    plugin_support::probe_plugin("notify", &[("WITH_FOLLOWUPS", "1")])
 }
 
 fn on_complete(config: &str) -> BindingSpec {

@@ -6,24 +6,14 @@ mod plugin_support;
 use std::time::Duration;
 
 use odock_dataplane::evidence::{self, EvidenceWriter, Kind, SequenceCheck, Verdict};
-use odock_dataplane::plugin::{FailureMode, Grant, Pin};
+use odock_dataplane::plugin::{FailureMode, Grant};
 use odock_dataplane::ring::{Geometry, Ring};
 use odock_dataplane::runtime::policy::{BindingSpec, PolicySpec, Scope};
 use odock_dataplane::runtime::{PluginSource, RequestFrame, RingSink, Runtime};
 use odock_plugin_abi::{Capabilities, Capability};
 
 fn probe(name: &str) -> PluginSource {
-    let define = format!("\"{name}\"");
-    let path = plugin_support::c_plugin(
-        &format!("probe_{}", name.replace('-', "_")),
-        "tests/plugin_sources/probe.c",
-        &[("PLUGIN_NAME", &define)],
-    );
-    PluginSource {
-        name: name.into(),
-        pin: Pin::of_file(&path).unwrap(),
-        path,
-    }
+    plugin_support::probe_plugin(name, &[])
 }
 
 fn bind(plugin: &str, priority: i32, config: &str) -> BindingSpec {

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use odock_dataplane::plugin::{Grant, Pin, PluginSpec};
+use odock_dataplane::runtime::PluginSource;
 
 /// The workspace root.
 pub fn root() -> &'static Path {
@@ -189,5 +190,24 @@ pub fn spec(name: &str, path: &Path, grant: Grant) -> PluginSpec {
         path: path.to_owned(),
         pin: Pin::of_file(path).expect("the plugin file is readable"),
         grant,
+    }
+}
+
+/// The C test plugin `tests/plugin_sources/probe.c` built as a plugin named
+/// `name` (with more `defines`: `RESPONSE_MODE`, `WITH_APPROVALS`,
+/// `WITH_FOLLOWUPS`), as a registry entry for the runtime.
+pub fn probe_plugin(name: &str, defines: &[(&str, &str)]) -> PluginSource {
+    let quoted = format!("\"{name}\"");
+    let mut all = vec![("PLUGIN_NAME", quoted.as_str())];
+    all.extend_from_slice(defines);
+    let path = c_plugin(
+        &format!("probe_{}", name.replace('-', "_")),
+        "tests/plugin_sources/probe.c",
+        &all,
+    );
+    PluginSource {
+        name: name.into(),
+        pin: Pin::of_file(&path).unwrap(),
+        path,
     }
 }
