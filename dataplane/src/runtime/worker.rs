@@ -145,8 +145,10 @@
 //! ([`Consumer::wait`]), which the worker's commit wakes only while it sleeps.
 //!
 //! **The worker** commits answers quietly and calls
-//! [`Producer::notify`] once per batch of submissions, so a sleeping
-//! dispatcher costs one wake-up per batch, not one per frame. It busy-polls
+//! [`Producer::notify`] once per batch of submissions (and every 16
+//! answers within a long one), so a sleeping dispatcher costs one wake-up
+//! per batch, not one per frame, and still sees a long batch's answers
+//! early. It busy-polls
 //! its submission ring for
 //! [`PoolConfig::worker_spin`] after its last record, then sleeps on the
 //! ring's futex; a submitter's commit wakes it (the ring's protocol: a
@@ -790,6 +792,10 @@ fn dispatch(shared: &Shared, w: usize) {
     }
 }
 
+/// Answers a worker commits quietly before it checks for a sleeping
+/// drainer in the middle of a long batch.
+const NOTIFY_EVERY: usize = 16;
+
 /// A worker thread's state.
 struct Worker {
     index: usize,
@@ -841,6 +847,11 @@ impl Worker {
                         }
                     };
                     handled += 1;
+                    if handled.is_multiple_of(NOTIFY_EVERY) {
+                        // A long batch: let a sleeping drainer start on
+                        // the answers so far.
+                        self.completions.notify();
+                    }
                     let port = &self.shared.ports[self.index];
                     match SubmissionView::decode(&record) {
                         Err(m) => {

@@ -472,8 +472,8 @@ pub fn socket_round_trip(
 
 /// Frames per second through `cores.len()` workers (one per core), each fed
 /// by its own submitting thread that keeps `in_flight` frames outstanding
-/// (a sliding window: it waits for the oldest answer, then submits the next
-/// frame).
+/// (a sliding window: it waits for the oldest answer, parked, then submits
+/// the next frame).
 ///
 /// # Errors
 /// When the pool fails or an answer is not `Continue`.
@@ -486,6 +486,9 @@ pub fn workers_throughput(
     let config = PoolConfig {
         cores: Some(cores.to_vec()),
         slots: in_flight.max(1) * 2,
+        // A submitter shares a core with a worker (2 cores): it must not
+        // spin while it waits, or it takes the core its worker needs.
+        waiter_spin: Duration::ZERO,
         ..PoolConfig::default()
     };
     let pool = WorkerPool::start(runtime, config, |_| Box::new(Discard))
