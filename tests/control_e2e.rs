@@ -222,6 +222,14 @@ fn policy_reaches_traffic_and_kill_9_loses_no_committed_evidence() {
             v.as_array().unwrap().iter().all(|d| d["pid"] != dp1_pid),
             "{v}"
         );
+        let metrics = client.request("GET", "/metrics", None).unwrap().text();
+        eprintln!(
+            "after restart: {}",
+            metrics
+                .lines()
+                .find(|l| l.starts_with("odock_evidence_duplicates_skipped_total"))
+                .unwrap_or("no duplicates metric")
+        );
         // The evidence is queryable over the socket too.
         let a = client
             .request("GET", "/v1/evidence?kind=control_change", None)

@@ -518,6 +518,12 @@ fn metrics<S: Storage>(ctl: &Control<S>) -> String {
         ctl.drain.records.load(Ordering::Relaxed),
     );
     put(
+        "odock_evidence_duplicates_skipped_total",
+        "counter",
+        "Records a killed control had committed but not released from their ring, skipped on restart.",
+        ctl.drain.duplicates_skipped.load(Ordering::Relaxed),
+    );
+    put(
         "odock_evidence_rings_retired_total",
         "counter",
         "Rings removed after their dataplane exited and they were drained.",

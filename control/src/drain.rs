@@ -5,22 +5,25 @@
 //! the log; then it waits out the group-commit cadence, commits, and only
 //! then drops the batches, which publishes each ring's consumer position.
 //! So a record leaves its ring only once it is durable: control killed at
-//! any point loses nothing a dataplane committed, and a restarted control
-//! resumes each ring where the last one's durable records end (records
-//! appended but not committed are drained again; none was committed twice,
-//! because the commit and the release are in that order and a failed commit
-//! stops the drainer).
+//! any point loses nothing a dataplane committed. A control killed between
+//! a commit and the release leaves records that are in the log and still in
+//! the ring; the next control, at its first listing, reads from the log the
+//! last record of every ring lane it holds (its writer, sequence number and
+//! time) and skips the records up to that one in the lane's first batch. So
+//! nothing is stored twice either (a failed commit stops the drainer
+//! without releasing anything).
 //!
 //! A ring whose creator process is gone, with no live producer and nothing
 //! left in it, is removed after its last records are durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use odock_dataplane::evidence::decode;
 use odock_dataplane::ring::{Consumer, LaneStatus, MappedMemory, Ring};
 use odock_dataplane::runtime::control_link::EVIDENCE_DIR;
 
@@ -70,6 +73,19 @@ struct Attached {
     consumer: Consumer<MappedMemory>,
     drained: u64,
     corrupt: Option<String>,
+    /// For a ring a previous control drained: per lane, the stamp of the
+    /// last record of that lane the log has. The first batch skips the
+    /// records up to and including it (see [`Drainer::round`]).
+    resume: Option<HashMap<u32, Mark>>,
+}
+
+/// A record's identity within its lane: (worker, sequence, timestamp_ns).
+type Mark = (u32, u64, u64);
+
+fn mark_of(bytes: &[u8]) -> Option<Mark> {
+    decode(bytes)
+        .ok()
+        .map(|r| (r.stamp.worker, r.stamp.sequence, r.stamp.timestamp_ns))
 }
 
 /// Counters the metrics endpoint shows.
@@ -83,6 +99,9 @@ pub struct DrainStats {
     pub rings_retired: AtomicU64,
     /// Rings that could not be attached (counted per attempt).
     pub attach_errors: AtomicU64,
+    /// Records a previous control committed but had not yet released from
+    /// their ring (it died between the two), found again and skipped.
+    pub duplicates_skipped: AtomicU64,
 }
 
 /// The drainer (see the [module docs](self)).
@@ -96,6 +115,11 @@ pub struct Drainer<S: Storage> {
     /// A commit or append failed: the consumers' positions are ahead of
     /// what is durable, so they must never be published (see `Drop`).
     failed: bool,
+    /// Whether the first listing (the one that finds the rings a previous
+    /// control may have drained) is done.
+    scanned_once: bool,
+    /// Resume marks of rings in the log not attached yet.
+    known_marks: HashMap<u32, HashMap<u32, Mark>>,
 }
 
 impl<S: Storage> Drop for Drainer<S> {
@@ -130,6 +154,8 @@ impl<S: Storage> Drainer<S> {
             stats: Arc::new(DrainStats::default()),
             last_scan: None,
             failed: false,
+            scanned_once: false,
+            known_marks: HashMap::new(),
         }
     }
 
@@ -178,16 +204,18 @@ impl<S: Storage> Drainer<S> {
                 match attached {
                     Ok(mut consumer) => {
                         consumer.set_lane_quota(u64::MAX);
+                        let id = ring_id(&name);
                         self.rings.insert(
                             name.clone(),
                             Attached {
-                                id: ring_id(&name),
+                                id,
                                 creator_pid: creator_pid(&name),
                                 name,
                                 path,
                                 consumer,
                                 drained: 0,
                                 corrupt: None,
+                                resume: self.known_marks.remove(&id),
                             },
                         );
                     }
@@ -198,6 +226,10 @@ impl<S: Storage> Drainer<S> {
                     }
                 }
             }
+        }
+        if !self.scanned_once {
+            self.scanned_once = true;
+            self.find_resume_marks();
         }
         // Retire rings whose creator is gone and which hold nothing.
         let mut gone = Vec::new();
@@ -224,6 +256,34 @@ impl<S: Storage> Drainer<S> {
                 self.stats.rings_retired.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// For every ring the log has records of: the last record of each lane.
+    /// A previous control may have committed records and died before
+    /// releasing them from their ring (the release follows the commit); the
+    /// consumer then resumes before them, and the first batch skips them.
+    /// Reads the whole log once, at the first listing (as recovery did).
+    fn find_resume_marks(&mut self) {
+        let (snapshot, storage) = {
+            let log = lock(&self.log);
+            (log.snapshot(), log.storage().clone())
+        };
+        let mut marks: HashMap<u32, HashMap<u32, Mark>> = HashMap::new();
+        let _ = snapshot.scan(&storage, 0, |entry| {
+            if entry.origin.ring != 0
+                && let Some(mark) = mark_of(&entry.payload)
+            {
+                marks
+                    .entry(entry.origin.ring)
+                    .or_default()
+                    .insert(entry.origin.lane, mark);
+            }
+            true
+        });
+        for a in self.rings.values_mut() {
+            a.resume = marks.remove(&a.id);
+        }
+        self.known_marks = marks;
     }
 
     /// One round: a batch from every ring into the log, the commit when the
@@ -253,6 +313,54 @@ impl<S: Storage> Drainer<S> {
                     continue;
                 }
                 let mut batch = a.consumer.batch();
+                if let Some(marks) = a.resume.take() {
+                    // The first batch after a restart holds every record
+                    // not released, the already-committed ones first.
+                    let mut records: Vec<(u32, Vec<u8>)> = Vec::new();
+                    loop {
+                        match batch.next() {
+                            Ok(Some(r)) => records.push((r.lane(), r.to_vec())),
+                            Ok(None) => break,
+                            Err(e) => {
+                                a.corrupt = Some(e.to_string());
+                                break;
+                            }
+                        }
+                    }
+                    let mut skip_until: HashMap<u32, usize> = HashMap::new();
+                    for (i, (lane, bytes)) in records.iter().enumerate() {
+                        if marks.get(lane).is_some_and(|m| mark_of(bytes) == Some(*m)) {
+                            skip_until.insert(*lane, i);
+                        }
+                    }
+                    for (i, (lane, bytes)) in records.iter().enumerate() {
+                        if skip_until.get(lane).is_some_and(|&last| i <= last) {
+                            self.stats
+                                .duplicates_skipped
+                                .fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        let appended = guard.append(
+                            Origin {
+                                ring: a.id,
+                                lane: *lane,
+                                ring_seq: a.drained,
+                            },
+                            bytes,
+                        );
+                        if let Err(e) = appended {
+                            failure = Some(e);
+                            break;
+                        }
+                        a.drained += 1;
+                        total += 1;
+                    }
+                    batches.push(batch);
+                    if failure.is_some() {
+                        break 'rings;
+                    }
+                    continue;
+                }
                 loop {
                     match batch.next() {
                         Ok(Some(record)) => {
@@ -389,5 +497,106 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1000);
         assert_eq!(drainer.stats().records.load(Ordering::Relaxed), 1000);
+    }
+}
+
+#[cfg(test)]
+mod resume_tests {
+    use super::*;
+    use crate::log::{FileStorage, IoMode, LogConfig};
+    use odock_dataplane::evidence::{Evidence, EvidenceWriter, Kind, SequenceCheck};
+    use odock_dataplane::ring::{Backing, Geometry};
+
+    const CHILD: &str = "ODOCK_DRAIN_TEST_CHILD";
+
+    /// The dead control: drains the first 40 records of the ring into the
+    /// log, commits, and dies without releasing them.
+    #[test]
+    fn child_commits_then_dies() {
+        let Ok(dir) = std::env::var(CHILD) else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let name = fs::read_dir(dir.join(EVIDENCE_DIR))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name()
+            .into_string()
+            .unwrap();
+        let ring = Ring::attach(&dir.join(EVIDENCE_DIR).join(&name)).unwrap();
+        let mut consumer = ring.consumer().unwrap();
+        let storage = FileStorage::new(&dir.join("log"), IoMode::Auto).unwrap();
+        let (mut log, _) = Log::open(storage, LogConfig::default()).unwrap();
+        let mut batch = consumer.batch();
+        for i in 0..40 {
+            let r = batch.next().unwrap().unwrap();
+            let origin = Origin {
+                ring: ring_id(&name),
+                lane: r.lane(),
+                ring_seq: i,
+            };
+            log.append(origin, &r).unwrap();
+        }
+        log.commit().unwrap();
+        // Killed between the commit and the release.
+        std::process::abort();
+    }
+
+    /// A control that committed records and died before releasing them
+    /// leaves them in the log and in the ring: the next one skips them.
+    #[test]
+    fn records_committed_but_not_released_are_not_stored_twice() {
+        if std::env::var(CHILD).is_ok() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let evidence = dir.path().join(EVIDENCE_DIR);
+        fs::create_dir_all(&evidence).unwrap();
+        let name = format!("{}-2-w0.ring", std::process::id());
+        let ring = Ring::create(
+            Geometry::new(1, 1 << 16).unwrap(),
+            Backing::File(&evidence.join(&name)),
+        )
+        .unwrap();
+        let mut writer = EvidenceWriter::new(ring.producer().unwrap(), 0);
+        for _ in 0..100 {
+            writer.write(&Evidence::new(Kind::Decision)).unwrap();
+        }
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "drain::resume_tests::child_commits_then_dies",
+                "--nocapture",
+            ])
+            .env(CHILD, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "the child dies");
+        let storage = FileStorage::new(&dir.path().join("log"), IoMode::Auto).unwrap();
+        let (log, recovery) = Log::open(storage.clone(), LogConfig::default()).unwrap();
+        assert_eq!(recovery.records, 40);
+        let log = Arc::new(Mutex::new(log));
+        let mut drainer = Drainer::new(dir.path(), Arc::clone(&log));
+        drainer.round().unwrap();
+        assert_eq!(
+            drainer.stats().duplicates_skipped.load(Ordering::Relaxed),
+            40
+        );
+        let mut check = SequenceCheck::new();
+        let mut n = 0;
+        lock(&log)
+            .snapshot()
+            .scan(&storage, 0, |e| {
+                check.observe(&decode(&e.payload).unwrap()).unwrap();
+                n += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(n, 100);
+        assert_eq!(check.next_expected(), Some(100));
     }
 }
