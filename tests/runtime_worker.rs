@@ -609,7 +609,34 @@ fn sleeping_workers_and_waiters_lose_no_wake_up() {
             };
             assert_eq!(answer.unwrap().verdict(), Verdict::Continue);
         }
+        // Several sleeping waiters on one worker at once: one leads (asleep
+        // on the completion futex), the others park until it or the
+        // dispatcher routes their answers, and the lead is handed over.
+        const THREADS: u64 = 4;
+        const EACH: u64 = 3_000;
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let submitter = submitter.clone();
+                s.spawn(move || {
+                    for i in 0..EACH {
+                        let frame = GateFrame::new(RequestFrame {
+                            request_id: t * EACH + i,
+                            ..RequestFrame::default()
+                        });
+                        let answer = if (t + i) % 3 == 0 {
+                            block_on(submitter.request_async(0, &frame))
+                        } else {
+                            submitter.request(0, &frame)
+                        };
+                        assert_eq!(answer.unwrap().verdict(), Verdict::Continue);
+                    }
+                });
+            }
+        });
         let stats = pool.shutdown();
-        assert_eq!(stats.iter().map(|s| s.frames).sum::<u64>(), FRAMES);
+        assert_eq!(
+            stats.iter().map(|s| s.frames).sum::<u64>(),
+            FRAMES + THREADS * EACH
+        );
     });
 }

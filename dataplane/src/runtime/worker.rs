@@ -133,9 +133,15 @@
 //! waiter (a parked thread or a task's [`Waker`]) and wakes it.
 //!
 //! **Waiting.** A waiter busy-polls for [`PoolConfig::waiter_spin`] (checking
-//! its slot, try-draining), then registers itself in the slot, counts itself
-//! in the worker's `sleepers`, issues a SeqCst fence, checks its slot again,
-//! unparks the dispatcher and parks (an async waiter returns `Pending`).
+//! its slot, try-draining). Then a blocking waiter that can take the
+//! completion consumer *leads*: it sleeps on the completion ring's futex
+//! itself, drains, and lets the consumer go once its own answer is in (a
+//! round trip of two wake-ups, as over a socket; waiters that registered
+//! meanwhile kicked the dispatcher, which takes the consumer next). One that
+//! cannot, and every async waiter, registers itself in the slot, counts
+//! itself in the worker's `sleepers`, issues a SeqCst fence, checks its slot
+//! again, unparks the dispatcher and parks (an async waiter returns
+//! `Pending`).
 //! The drainer marks DONE *before* it locks the waiter cell, and the waiter
 //! registers *before* its re-check, both under the same mutex, so either the
 //! drainer finds the waiter or the waiter finds DONE: no lost wake-up. The
@@ -792,6 +798,10 @@ fn dispatch(shared: &Shared, w: usize) {
     }
 }
 
+/// How long a leading waiter sleeps on the completion futex before it
+/// looks at the pool's state again (bounds how late it sees a shutdown).
+const LEAD_FOR: Duration = Duration::from_millis(10);
+
 /// Answers a worker commits quietly before it checks for a sleeping
 /// drainer in the middle of a long batch.
 const NOTIFY_EVERY: usize = 16;
@@ -1274,10 +1284,36 @@ impl<'s> Ticket<'s> {
             }
             std::hint::spin_loop();
         }
-        self.register(Waiter::Thread(std::thread::current()));
+        let mut may_lead = true;
         loop {
             if let Some(answer) = self.try_take() {
                 return answer;
+            }
+            // SeqCst: pairs with the shutdown's store once the workers are
+            // gone (the final drain needs the consumer).
+            if may_lead && !self.shared.stop_dispatchers.load(Ordering::SeqCst) {
+                if let Ok(mut consumer) = self.port.completions.try_lock() {
+                    // Leader: sleep on the completion ring's futex ourselves
+                    // (two wake-ups per round trip, not three).
+                    loop {
+                        self.port.drain(&mut consumer);
+                        if self.is_done() || self.shared.stop_dispatchers.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if consumer.wait(Some(LEAD_FOR)).is_err() {
+                            may_lead = false;
+                            break;
+                        }
+                    }
+                    drop(consumer);
+                    // Waiters that registered meanwhile had the dispatcher
+                    // kicked, and it takes the consumer now we let it go.
+                    continue;
+                }
+            }
+            if !self.registered {
+                self.register(Waiter::Thread(std::thread::current()));
+                continue; // the re-check after registering
             }
             std::thread::park();
         }
