@@ -1291,25 +1291,26 @@ impl<'s> Ticket<'s> {
             }
             // SeqCst: pairs with the shutdown's store once the workers are
             // gone (the final drain needs the consumer).
-            if may_lead && !self.shared.stop_dispatchers.load(Ordering::SeqCst) {
-                if let Ok(mut consumer) = self.port.completions.try_lock() {
-                    // Leader: sleep on the completion ring's futex ourselves
-                    // (two wake-ups per round trip, not three).
-                    loop {
-                        self.port.drain(&mut consumer);
-                        if self.is_done() || self.shared.stop_dispatchers.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        if consumer.wait(Some(LEAD_FOR)).is_err() {
-                            may_lead = false;
-                            break;
-                        }
+            if may_lead
+                && !self.shared.stop_dispatchers.load(Ordering::SeqCst)
+                && let Ok(mut consumer) = self.port.completions.try_lock()
+            {
+                // Leader: sleep on the completion ring's futex ourselves
+                // (two wake-ups per round trip, not three).
+                loop {
+                    self.port.drain(&mut consumer);
+                    if self.is_done() || self.shared.stop_dispatchers.load(Ordering::SeqCst) {
+                        break;
                     }
-                    drop(consumer);
-                    // Waiters that registered meanwhile had the dispatcher
-                    // kicked, and it takes the consumer now we let it go.
-                    continue;
+                    if consumer.wait(Some(LEAD_FOR)).is_err() {
+                        may_lead = false;
+                        break;
+                    }
                 }
+                drop(consumer);
+                // Waiters that registered meanwhile had the dispatcher
+                // kicked, and it takes the consumer now we let it go.
+                continue;
             }
             if !self.registered {
                 self.register(Waiter::Thread(std::thread::current()));
