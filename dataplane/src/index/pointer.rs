@@ -3,8 +3,8 @@
 
 use core::fmt;
 
-use super::scan::Scanner;
 use super::Span;
+use super::scan::Scanner;
 
 /// Why a pointer names no value of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@ pub mod metrics;
 pub mod policy;
 mod runner;
 mod sink;
-pub mod worker;
 pub mod watchdog;
+pub mod worker;
 
 pub use metrics::{Counter, Histogram};
 pub use runner::{
