@@ -174,6 +174,18 @@
 //! claim that the final scan missed sees `closed` and returns
 //! [`GateError::Closed`]: every waiter gets an answer.
 //!
+//! # Limits (today)
+//!
+//! - The rings are heap rings inside the gateway's process; the layout and
+//!   checks are written for a peer in another process (offsets and lengths
+//!   only, every field validated), but no memfd backing is wired yet.
+//! - A frame a plugin pauses for an integration call is answered
+//!   [`GateError::Paused`]: resuming is not carried over the rings yet.
+//! - Streamed answers (`GateRunner::response_chunk` and its per-stream
+//!   state) are not carried; a response frame carries the whole body.
+//! - A complete frame runs the complete gate on the worker itself; the
+//!   dedicated pool off the workers' hot path is `runtime::complete`.
+//!
 //! # Allocation
 //!
 //! The worker's per-frame path allocates nothing: it decodes views into the
