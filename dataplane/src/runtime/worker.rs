@@ -52,7 +52,7 @@
 //! length of one in-place encode and is uncontended while there are fewer
 //! concurrent submitters than lanes. The worker side takes no lock.
 //!
-//! # Records (version [`codec::VERSION`])
+//! # Records (version 1)
 //!
 //! All integers little-endian. Every length is a `u32`; the record's length
 //! is the ring record's length.
@@ -130,7 +130,7 @@
 //! a waiting submitter try-locks it while it busy-polls, and a per-worker
 //! *dispatcher* thread takes it while any waiter sleeps. Draining copies each
 //! record into its slot, marks it DONE, then takes the slot's registered
-//! waiter (a parked thread or a task's [`Waker`]) and wakes it.
+//! waiter (a parked thread or a task's [`Waker`](std::task::Waker)) and wakes it.
 //!
 //! **Waiting.** A waiter busy-polls for [`PoolConfig::waiter_spin`] (checking
 //! its slot, try-draining). Then a blocking waiter that can take the
