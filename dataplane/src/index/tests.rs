@@ -934,7 +934,7 @@ impl Style {
                     out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
                 }
                 '/' if self.escape_all => out.extend_from_slice(b"\\/"),
-                c if self.escape_all && (!c.is_ascii() || self.next() % 4 == 0) => {
+                c if self.escape_all && (!c.is_ascii() || self.next().is_multiple_of(4)) => {
                     let mut units = [0u16; 2];
                     for u in c.encode_utf16(&mut units) {
                         out.extend_from_slice(format!("\\u{:04X}", u).as_bytes());
