@@ -1912,21 +1912,26 @@ impl GateRunner {
             Outcome_::Pause => CallOutcome::Pause,
             Outcome_::Overran { budget } => CallOutcome::Overran { budget },
         };
-        // At most a handful of changes per call: a fixed array, no heap.
-        let mut changes = [Change::BodyRange { offset: 0, len: 0 }; 16];
-        let mut n = 0;
-        if with_changes {
-            for c in state.changes.iter().take(changes.len()) {
-                changes[n] = match *c {
+        // At most a handful of changes per call: a fixed array, no heap,
+        // filled only when the call changed something (most calls do not).
+        let buffer: [Change<'_>; 16];
+        let changes: &[Change<'_>] = if with_changes && !state.changes.is_empty() {
+            let mut filled = [Change::BodyRange { offset: 0, len: 0 }; 16];
+            let n = state.changes.len().min(filled.len());
+            for (slot, c) in filled.iter_mut().zip(&state.changes) {
+                *slot = match *c {
                     ChangeRef::SetHeader(b) => Change::SetHeader(resolve(b)),
                     ChangeRef::RemoveHeader(b) => Change::RemoveHeader(resolve(b)),
                     ChangeRef::SetMetadata(b) => Change::SetMetadata(text(b)),
                     ChangeRef::BodyRange(offset, len) => Change::BodyRange { offset, len },
                     ChangeRef::BodyField(b) => Change::BodyField(text(b)),
                 };
-                n += 1;
             }
-        }
+            buffer = filled;
+            &buffer[..n]
+        } else {
+            &[]
+        };
         self.sink.decision(&DecisionRecord {
             request_id: frame.request_id,
             worker: self.worker,
@@ -1935,7 +1940,7 @@ impl GateRunner {
             binding: site.id,
             policy_version: site.installed.policy.version(),
             outcome,
-            changes: &changes[..n],
+            changes,
             duration,
             scope: site.key,
             failure_mode: binding.failure_mode,
