@@ -61,11 +61,10 @@ impl Uring {
                 .user_data(2);
             {
                 let mut sq = self.ring.submission();
-                // SAFETY: `data` is borrowed for the whole call and we wait
-                // below for both completions before returning or looping,
-                // so the kernel never reads it after the borrow ends. The
-                // queue has 8 slots and holds nothing else (every call
-                // drains what it submitted).
+                // The queue has 8 slots and holds nothing else: every call
+                // drains what it submitted.
+                // SAFETY: `data` is borrowed for the whole call and we wait for
+                // both completions below, so the kernel never reads it after.
                 unsafe { sq.push_multiple(&[write, sync]) }
                     .map_err(|_| io::Error::other("io_uring submission queue full"))?;
             }

@@ -331,11 +331,10 @@ struct Image {
     _file: Option<std::fs::File>,
 }
 
+// The header requires hooks to be callable from any thread (never two at
+// once per instance, which `PluginInstance: !Sync` and `&mut self` ensure).
 // SAFETY: the descriptor copy holds function pointers and views into the
-// library's immutable static data, which `_image` keeps mapped for as long
-// as the value lives; reading them from any thread is fine. The header
-// requires hooks to be callable from any thread (never two at once per
-// instance, which `PluginInstance: !Sync` and `&mut self` ensure).
+// library's immutable static data, kept mapped by `_image` while we live.
 unsafe impl Send for LoadedPlugin {}
 // SAFETY: as for `Send`: `&LoadedPlugin` only reads immutable data.
 unsafe impl Sync for LoadedPlugin {}
@@ -447,11 +446,10 @@ impl LoadedPlugin {
         if (size as usize) < needed {
             return Err(Refusal::DescriptorTooSmall { size, needed });
         }
-        // SAFETY: the plugin says the descriptor has at least `needed` bytes;
-        // we copy exactly the version 1.0 part. Every field is an integer, a
-        // pointer or an `Option` of a function pointer, valid for any bits
-        // (a bad pointer is only a problem when followed, and we check
-        // before following).
+        // Every field is an integer, a pointer or an `Option` of a function
+        // pointer, valid for any bits; pointers are checked before followed.
+        // SAFETY: the plugin says the descriptor has at least `needed` bytes,
+        // and we copy exactly the version 1.0 part.
         let d = unsafe { ptr.read() };
         if d.abi_major != ODOCK_PLUGIN_ABI_MAJOR {
             return Err(Refusal::MajorMismatch {

@@ -652,12 +652,11 @@ impl<M: RingMemory> Batch<'_, M> {
                 Err(stop) => stop,
                 Ok((off, len)) => {
                     let data = self.consumer.lanes[l].data;
-                    // SAFETY: [off, off + len) lies within the lane's 2 * data_size
-                    // bytes (off < data_size + 8, len <= data_size - 8, both checked
-                    // in `header_at`). The header was Acquire-loaded as committed,
-                    // so the producer's writes happen before this read, and the
-                    // producer cannot reuse the space until `publish`, which runs
-                    // when the batch (which this borrow keeps alive) is dropped.
+                    // The range lies within the lane's 2 * data_size bytes (both
+                    // bounds checked in `header_at`); `publish` runs only when the
+                    // batch, which this borrow keeps alive, is dropped.
+                    // SAFETY: in bounds; the committed header was Acquire-loaded, and
+                    // the producer cannot reuse the space before `publish`.
                     let bytes = unsafe { std::slice::from_raw_parts(data.add(off), len) };
                     return Ok(Some(Record {
                         bytes,

@@ -255,6 +255,7 @@ macro_rules! export_plugin {
 ///
 /// odock_plugin_abi::plugin_entry!(fn quiet_entry for Quiet, complete);
 ///
+/// // SAFETY: the entry returns a pointer to a static descriptor.
 /// let descriptor = unsafe { &*quiet_entry() };
 /// assert_eq!(descriptor.gates, odock_plugin_abi::sys::ODOCK_GATE_COMPLETE);
 /// ```
