@@ -319,6 +319,15 @@ impl CompiledPolicy {
         &self.bindings
     }
 
+    /// Whether some binding of `gate` names a model or an MCP tool in its
+    /// scope: then a frame's chain depends on its body (where the model and
+    /// the tool are read from), else it can be found without parsing it.
+    pub fn scopes_on_body_keys(&self, gate: Gate) -> bool {
+        let table = &self.gates[gate_index(gate)];
+        // Dimensions 3 and 5: model and MCP tool (see `Scope::dimensions`).
+        !table.dimensions[3].exact.is_empty() || !table.dimensions[5].exact.is_empty()
+    }
+
     /// How many `u64` words of scratch a lookup needs.
     pub fn words(&self) -> usize {
         self.words
@@ -585,6 +594,47 @@ mod tests {
             }),
             Err(PolicyError::NoGate { .. })
         ));
+    }
+
+    #[test]
+    fn a_policy_says_when_chains_depend_on_the_body() {
+        let plain = CompiledPolicy::compile(PolicySpec {
+            version: 1,
+            bindings: vec![binding("a", Some(0), tenant("t"))],
+        })
+        .unwrap();
+        assert!(!plain.scopes_on_body_keys(Gate::Request));
+        let by_model = binding(
+            "m",
+            Some(0),
+            Scope {
+                model: Some("gpt-4o".into()),
+                ..Scope::default()
+            },
+        );
+        let mut by_tool = binding(
+            "t",
+            None,
+            Scope {
+                mcp_tool: Some("rm".into()),
+                ..Scope::default()
+            },
+        );
+        by_tool.priority[1] = Some(0);
+        let p = CompiledPolicy::compile(PolicySpec {
+            version: 1,
+            bindings: vec![by_model, by_tool],
+        })
+        .unwrap();
+        assert!(
+            p.scopes_on_body_keys(Gate::Request),
+            "model scope at the request gate"
+        );
+        assert!(
+            p.scopes_on_body_keys(Gate::Response),
+            "tool scope at the response gate"
+        );
+        assert!(!p.scopes_on_body_keys(Gate::Complete));
     }
 
     #[test]

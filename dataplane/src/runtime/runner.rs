@@ -1213,6 +1213,30 @@ impl GateRunner {
         if gate == Gate::Request {
             self.indexed = Indexed::None;
         }
+        // Parse once, and only when needed: a gate whose policy scopes
+        // nothing on model or tool finds its chain without the body, and an
+        // empty chain never reads it.
+        let installed = Arc::clone(&self.installed);
+        let body_keys = installed.policy.scopes_on_body_keys(gate)
+            && (frame.model.is_none() || frame.mcp_tool.is_none());
+        if !body_keys {
+            let key = FrameKey {
+                tenant: frame.tenant,
+                virtual_key: frame.virtual_key,
+                environment: frame.environment,
+                model: frame.model,
+                mcp_server: frame.mcp_server,
+                mcp_tool: frame.mcp_tool,
+            };
+            if installed
+                .policy
+                .chain(gate, &key, &mut self.scratch)
+                .next()
+                .is_none()
+            {
+                return VerdictRef::Continue;
+            }
+        }
         self.index_request(gate, frame, subject);
         // The scope keys: the gateway's, else the index's, decoded (so an
         // escaped "gpt\u002d4o" cannot pass for another model than the
@@ -1244,7 +1268,6 @@ impl GateRunner {
             mcp_server: frame.mcp_server,
             mcp_tool: tool,
         };
-        let installed = Arc::clone(&self.installed);
         self.chain.clear();
         self.chain
             .extend(installed.policy.chain(gate, &key, &mut self.scratch));
