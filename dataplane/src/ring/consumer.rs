@@ -707,14 +707,17 @@ impl Deref for Record<'_> {
     }
 }
 
-/// A bounded busy wait: [`Spin::again`] spins a little (`spin_loop` hints,
-/// no system call) and says whether time is left. Under loom, whose threads
-/// must not spin and whose models must be deterministic, it yields instead
-/// and allows two rounds, so a model explores both "seen while spinning"
-/// and "fell through to the sleep".
+/// A bounded busy wait: [`Spin::again`] spins a moment (one `spin_loop`
+/// hint, no system call) and says whether time is left, reading the clock
+/// every fourth call. Under loom, whose threads must not spin and whose
+/// models must be deterministic, it yields instead and allows two rounds,
+/// so a model explores both "seen while spinning" and "fell through to the
+/// sleep".
 struct Spin {
     #[cfg(not(loom))]
     until: Instant,
+    #[cfg(not(loom))]
+    calls: u32,
     #[cfg(loom)]
     rounds: u32,
 }
@@ -725,21 +728,23 @@ impl Spin {
         Spin {
             #[cfg(not(loom))]
             until: Instant::now() + span,
+            #[cfg(not(loom))]
+            calls: 0,
             #[cfg(loom)]
             rounds: 2,
         }
     }
 
-    /// Spins for a moment (about 50 ns to a few hundred), then whether the
-    /// span has time left.
+    /// Spins for a moment (one `spin_loop` hint: tens of nanoseconds), then
+    /// whether the span has time left. Short, so a caller that polls the
+    /// ring between calls sees a record soon after it lands.
     #[inline]
     fn again(&mut self) -> bool {
         #[cfg(not(loom))]
         {
-            for _ in 0..16 {
-                std::hint::spin_loop();
-            }
-            Instant::now() < self.until
+            std::hint::spin_loop();
+            self.calls = self.calls.wrapping_add(1);
+            !self.calls.is_multiple_of(4) || Instant::now() < self.until
         }
         #[cfg(loom)]
         {
