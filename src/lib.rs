@@ -178,3 +178,53 @@ pub mod fuzzing {
         outcome
     }
 }
+
+/// A counting global allocator for the zero-allocation tests: declare it in
+/// a test binary with `#[global_allocator] static A: CountingAllocator =
+/// CountingAllocator;`, then count between [`counting::start`] and
+/// [`counting::stop`]. It counts every allocation and reallocation of the
+/// whole process while counting is on.
+pub mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    static COUNTING: AtomicBool = AtomicBool::new(false);
+    static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+    /// The system allocator, counting.
+    pub struct CountingAllocator;
+
+    // SAFETY: forwards every call to the system allocator unchanged; only counts.
+    unsafe impl GlobalAlloc for CountingAllocator {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if COUNTING.load(Ordering::Relaxed) {
+                ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            }
+            // SAFETY: the caller's contract is passed through.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if COUNTING.load(Ordering::Relaxed) {
+                ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            }
+            // SAFETY: as above.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    /// Resets the count and starts counting.
+    pub fn start() {
+        ALLOCATIONS.store(0, Ordering::Relaxed);
+        COUNTING.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops counting; returns the allocations since [`start`].
+    pub fn stop() -> u64 {
+        COUNTING.store(false, Ordering::Relaxed);
+        ALLOCATIONS.load(Ordering::Relaxed)
+    }
+}

@@ -3,8 +3,6 @@
 
 mod plugin_support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use odock_dataplane::plugin::{Evidence, EvidenceSink, FailureMode, Grant, Pin};
@@ -15,35 +13,8 @@ use odock_dataplane::runtime::{
 use odock_plugin_abi::view::Header;
 use odock_plugin_abi::{Capabilities, Capability};
 
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract is passed through.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: odock_suite::counting::CountingAllocator = odock_suite::counting::CountingAllocator;
 
 /// Counts decisions without keeping them (a sink that allocated would be
 /// counted too).
@@ -117,17 +88,15 @@ fn a_read_only_chain_allocates_nothing_per_frame() {
     for _ in 0..10 {
         assert_eq!(runner.request(&frame).verdict, Verdict::Continue);
     }
-    ALLOCATIONS.store(0, Ordering::Relaxed);
-    COUNTING.store(true, Ordering::Relaxed);
+    odock_suite::counting::start();
     for _ in 0..1000 {
         let out = runner.request(&frame);
         assert_eq!(out.verdict, Verdict::Continue);
         assert!(!out.changed());
     }
-    COUNTING.store(false, Ordering::Relaxed);
+    let allocations = odock_suite::counting::stop();
     assert_eq!(
-        ALLOCATIONS.load(Ordering::Relaxed),
-        0,
+        allocations, 0,
         "allocations in 1000 frames of a read-only chain"
     );
 }

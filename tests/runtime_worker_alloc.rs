@@ -5,8 +5,6 @@
 
 mod plugin_support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use odock_dataplane::plugin::{Evidence, EvidenceSink, FailureMode, Grant, Pin};
@@ -19,35 +17,8 @@ use odock_plugin_abi::view::Header;
 use odock_plugin_abi::{Capabilities, Capability};
 use odock_suite::watchdog;
 
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract is passed through.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: odock_suite::counting::CountingAllocator = odock_suite::counting::CountingAllocator;
 
 /// Counts decisions without keeping them.
 struct CountingSink(u64);
@@ -139,11 +110,9 @@ fn a_submitted_read_only_chain_allocates_nothing_per_frame() {
         // Warm up: every slot's buffer, the worker's vectors and the
         // runner's buffers reach their working size.
         round(3000);
-        ALLOCATIONS.store(0, Ordering::Relaxed);
-        COUNTING.store(true, Ordering::Relaxed);
+        odock_suite::counting::start();
         round(2000);
-        COUNTING.store(false, Ordering::Relaxed);
-        let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+        let allocations = odock_suite::counting::stop();
         pool.shutdown();
         assert_eq!(
             allocations, 0,
