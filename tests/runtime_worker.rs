@@ -319,12 +319,12 @@ fn blocking_and_async_answers_carry_verdicts_and_transforms() {
             };
             check_response(&submitter.response(worker, &acme, &response).unwrap());
             check_response(&block_on(submitter.response_async(worker, &acme, &response)).unwrap());
-            let done = submitter.submit_complete(worker, &acme, &response).unwrap();
-            assert_eq!(done.wait().unwrap().verdict(), Verdict::Continue);
+            // The complete gate goes to the complete pool, not the worker.
+            submitter.submit_complete(&acme, &response).unwrap();
         }
         let stats = pool.shutdown();
-        assert_eq!(stats.iter().map(|s| s.frames).sum::<u64>(), 2 * 8);
-        assert!(stats.iter().all(|s| s.frames == 8 && s.malformed == 0));
+        assert_eq!(stats.iter().map(|s| s.frames).sum::<u64>(), 2 * 7);
+        assert!(stats.iter().all(|s| s.frames == 7 && s.malformed == 0));
         // Per worker: acme requests 2 frames × 2 calls; evil 2 × 1; acme
         // responses 2 × 1.
         assert_eq!(decisions.load(Ordering::Relaxed), 2 * (2 * 2 + 2 + 2));
@@ -638,5 +638,223 @@ fn sleeping_workers_and_waiters_lose_no_wake_up() {
             stats.iter().map(|s| s.frames).sum::<u64>(),
             FRAMES + THREADS * EACH
         );
+    });
+}
+
+/// Keeps what the runtime reports, with the thread each report came from
+/// (a plugin's evidence is recorded on the thread that runs the plugin).
+#[derive(Clone, Default)]
+struct Recorder {
+    events: Arc<Mutex<Vec<String>>>,
+    /// While set, a decision of the complete pool (workers >= 1000) waits
+    /// here: it holds the pool thread inside the complete gate.
+    hold: Arc<(Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl Recorder {
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+    fn hold(&self, on: bool) {
+        *self.hold.0.lock().unwrap() = on;
+        self.hold.1.notify_all();
+    }
+    fn sink(&self, worker: u32) -> Box<dyn RuntimeSink> {
+        Box::new(RecorderSink {
+            recorder: self.clone(),
+            worker,
+        })
+    }
+}
+
+struct RecorderSink {
+    recorder: Recorder,
+    worker: u32,
+}
+
+impl EvidenceSink for RecorderSink {
+    fn record(&mut self, e: &Evidence<'_>) {
+        if let odock_dataplane::plugin::EvidenceRecord::Plugin { kind, .. } = e.record {
+            let thread = std::thread::current().name().unwrap_or("?").to_owned();
+            self.recorder
+                .events
+                .lock()
+                .unwrap()
+                .push(format!("evidence {kind} {} on {thread}", e.request_id));
+        }
+    }
+}
+
+impl RuntimeSink for RecorderSink {
+    fn decision(&mut self, d: &DecisionRecord<'_>) {
+        self.recorder.events.lock().unwrap().push(format!(
+            "decision {} {:?} {} {:?}",
+            d.plugin, d.gate, d.request_id, d.outcome
+        ));
+        if self.worker >= 1000 {
+            let (held, cv) = &*self.recorder.hold;
+            let mut held = held.lock().unwrap();
+            while *held {
+                held = cv.wait(held).unwrap();
+            }
+        }
+    }
+    fn skip(&mut self, s: &SkipRecord<'_>) {
+        self.recorder
+            .events
+            .lock()
+            .unwrap()
+            .push(format!("skip {} {}", s.cause, s.count));
+    }
+    fn follow_up(&mut self, _: &FollowUpRecord<'_>) {}
+}
+
+/// A pool over `sources` and `bindings` whose evidence goes to a
+/// [`Recorder`].
+fn recorded_pool(
+    sources: &[PluginSource],
+    bindings: Vec<BindingSpec>,
+    tune: impl FnOnce(&mut PoolConfig),
+) -> (WorkerPool, Recorder) {
+    let runtime = Runtime::new();
+    runtime
+        .install(
+            PolicySpec {
+                version: 1,
+                bindings,
+            },
+            sources,
+        )
+        .unwrap();
+    let mut config = PoolConfig {
+        cores: Some(vec![0]),
+        pin: false,
+        ring_bytes: 1 << 16,
+        ..PoolConfig::default()
+    };
+    tune(&mut config);
+    let recorder = Recorder::default();
+    let r = recorder.clone();
+    let pool = WorkerPool::start(&runtime, config, move |w| r.sink(w)).unwrap();
+    (pool, recorder)
+}
+
+fn on_complete(plugin: &str, config: &str) -> BindingSpec {
+    BindingSpec {
+        priority: [None, None, Some(1)],
+        ..bind(plugin, 1, Scope::default(), config)
+    }
+}
+
+/// Issue 4: the complete gate runs on a pool of its own, fed by a ring,
+/// never on a worker: the plugin's evidence at the complete gate comes from
+/// a complete-pool thread, its evidence at the request gate from the worker.
+#[test]
+fn the_complete_gate_runs_on_the_complete_pool_not_on_a_worker() {
+    watchdog(Duration::from_secs(120), || {
+        let (pool, recorder) = recorded_pool(
+            &[probe("probe-c")],
+            vec![
+                bind("probe-c", 1, Scope::default(), "evidence:probe.request"),
+                on_complete("probe-c", "evidence:probe.complete"),
+            ],
+            |_| {},
+        );
+        let submitter = pool.submitter();
+        let frame = GateFrame::new(RequestFrame {
+            request_id: 77,
+            body: b"{}",
+            ..RequestFrame::default()
+        });
+        let response = ResponseFrame {
+            status: 200,
+            headers: &[],
+            body: b"{}",
+        };
+        assert_eq!(
+            submitter.request(0, &frame).unwrap().verdict(),
+            Verdict::Continue
+        );
+        submitter.submit_complete(&frame, &response).unwrap();
+        // The shutdown drains the complete pool's ring.
+        let stats = pool.shutdown();
+        assert_eq!(stats[0].frames, 1, "only the request ran on the worker");
+        let events = recorder.events();
+        assert!(
+            events.contains(&"evidence probe.request 77 on odock-worker-0".to_string()),
+            "{events:?}"
+        );
+        let complete: Vec<&String> = events
+            .iter()
+            .filter(|e| e.starts_with("evidence probe.complete"))
+            .collect();
+        assert_eq!(complete.len(), 1, "{events:?}");
+        assert!(
+            complete[0].ends_with("on odock-complete-0"),
+            "the complete gate ran on {complete:?}"
+        );
+        // After the shutdown a complete frame is refused, not lost.
+        assert_eq!(
+            submitter.submit_complete(&frame, &response).unwrap_err(),
+            GateError::Closed
+        );
+    });
+}
+
+/// A full complete queue refuses at once (the submitter never waits for
+/// the pool: here the pool thread is held inside the gate until the test
+/// lets it go, so a waiting submitter would hang and the watchdog would
+/// fail the test); each refusal is counted and leaves a
+/// `complete_queue_full` skip record.
+#[test]
+fn a_full_complete_queue_never_blocks_the_submitter() {
+    watchdog(Duration::from_secs(120), || {
+        let (pool, recorder) =
+            recorded_pool(&[probe("probe-q")], vec![on_complete("probe-q", "")], |c| {
+                c.complete = Some(odock_dataplane::runtime::complete::CompleteConfig {
+                    threads: 1,
+                    lanes: 2,
+                    lane_bytes: 4096,
+                    first_worker: 1000,
+                });
+            });
+        recorder.hold(true);
+        let submitter = pool.submitter();
+        let response = ResponseFrame {
+            status: 200,
+            headers: &[],
+            body: b"{}",
+        };
+        let (mut accepted, mut refused) = (0u64, 0u64);
+        let mut id = 0u64;
+        while refused < 10 {
+            id += 1;
+            assert!(id < 1_000_000, "the queue never filled");
+            let frame = GateFrame::new(RequestFrame {
+                // One pool thread: every id goes to it.
+                request_id: id,
+                body: b"{\"n\":1}",
+                ..RequestFrame::default()
+            });
+            match submitter.submit_complete(&frame, &response) {
+                Ok(()) => accepted += 1,
+                Err(GateError::CompleteQueueFull) => refused += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        recorder.hold(false);
+        pool.shutdown();
+        let events = recorder.events();
+        let decisions = events
+            .iter()
+            .filter(|e| e.starts_with("decision probe-q Complete"))
+            .count() as u64;
+        assert_eq!(decisions, accepted, "every accepted frame ran");
+        let skipped: u64 = events
+            .iter()
+            .filter_map(|e| e.strip_prefix("skip complete_queue_full "))
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(skipped, refused, "{events:?}");
     });
 }

@@ -87,7 +87,7 @@ impl CompletePool {
     pub fn start(
         runtime: &Runtime,
         config: CompleteConfig,
-        sink: impl Fn(u32) -> Box<dyn RuntimeSink>,
+        mut sink: impl FnMut(u32) -> Box<dyn RuntimeSink>,
     ) -> Result<CompletePool, crate::ring::GeometryError> {
         let geometry = Geometry::new(config.lanes, config.lane_bytes)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -170,6 +170,11 @@ fn pool_thread(mut runner: GateRunner, mut consumer: Consumer<HeapMemory>, stop:
     let mut headers: (Vec<Header<'static>>, Vec<Header<'static>>) = (Vec::new(), Vec::new());
     let mut reported_drops = 0u64;
     loop {
+        // Read before the batch: once `stop` is seen, a batch that finds
+        // nothing means every record committed before the stop has run
+        // (none is dropped unrun).
+        let stopping = stop.load(Ordering::Acquire);
+        let mut ran = 0usize;
         let mut batch = consumer.batch();
         loop {
             let record = match batch.next() {
@@ -177,6 +182,7 @@ fn pool_thread(mut runner: GateRunner, mut consumer: Consumer<HeapMemory>, stop:
                 Ok(None) => break,
                 Err(_) => return, // a corrupt in-process ring: nothing to follow
             };
+            ran += 1;
             let (mut req_h, mut resp_h) = (
                 recycle(std::mem::take(&mut headers.0)),
                 recycle(std::mem::take(&mut headers.1)),
@@ -195,9 +201,8 @@ fn pool_thread(mut runner: GateRunner, mut consumer: Consumer<HeapMemory>, stop:
         }
         let now = Instant::now();
         runner.run_followups(now, 64);
-        if stop.load(Ordering::Acquire) {
-            // Drain what is left, then stop.
-            if consumer.drain(|_| ()).unwrap_or(0) == 0 {
+        if stopping {
+            if ran == 0 {
                 return;
             }
             continue;

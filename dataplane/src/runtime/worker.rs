@@ -46,6 +46,14 @@
 //!  waiter reads its Answer from slot s
 //! ```
 //!
+//! The complete gate never runs on a worker: [`Submitter::submit_complete`]
+//! writes the finished exchange straight into the ring of a thread of the
+//! pool's [`CompletePool`] (started and owned by the [`WorkerPool`], sized
+//! by [`PoolConfig::complete`]), fire and forget; a full ring refuses the
+//! frame at once, counts it, and the pool leaves a `complete_queue_full`
+//! skip record. Its records are the complete pool's (see
+//! [`runtime::complete`](super::complete)).
+//!
 //! Submitters share a worker's submission ring through its `L` lanes, each
 //! lane's [`Producer`] behind a mutex; a submitter try-locks the lanes round
 //! robin and blocks on one only if all are taken, so the lock is held for the
@@ -60,7 +68,8 @@
 //! Submission (written by a submitter, read by the worker):
 //!
 //! ```text
-//! 0   u8   kind: 1 request, 2 response, 3 complete, 15 shutdown (pool only)
+//! 0   u8   kind: 1 request, 2 response, 15 shutdown (pool only); 3 (once
+//!          complete) is refused: the complete gate has its own pool
 //! 1   u8   version (1)
 //! 2   u8   API kind: 0 unknown, 1 OpenAI chat, 2 OpenAI responses,
 //!          3 Anthropic messages, 4 MCP
@@ -170,9 +179,16 @@
 //! holding a completion consumer for waiters no worker will answer); drains
 //! every completion ring; answers every slot still PENDING with
 //! [`GateError::Shutdown`] (frames that raced the shutdown into a lane the
-//! worker did not reach) and frees abandoned ones. A submitter checks `closed` *after* claiming its slot, so a
-//! claim that the final scan missed sees `closed` and returns
-//! [`GateError::Closed`]: every waiter gets an answer.
+//! worker did not reach) and frees abandoned ones. A submitter checks
+//! `closed` *after* claiming its slot, so a claim that the final scan missed
+//! sees `closed` and returns [`GateError::Closed`]: every waiter gets an
+//! answer.
+//!
+//! The complete pool stops first: after `closed` is set the shutdown takes
+//! (and lets go of) every complete lane, and a complete submitter checks
+//! `closed` while it holds its lane, so each complete frame is either in a
+//! ring before the pool's stop (the pool runs every record committed before
+//! it stops) or refused with [`GateError::Closed`].
 //!
 //! # Limits (today)
 //!
@@ -183,8 +199,6 @@
 //!   [`GateError::Paused`]: resuming is not carried over the rings yet.
 //! - Streamed answers (`GateRunner::response_chunk` and its per-stream
 //!   state) are not carried; a response frame carries the whole body.
-//! - A complete frame runs the complete gate on the worker itself; the
-//!   dedicated pool off the workers' hot path is `runtime::complete`.
 //!
 //! # Allocation
 //!
@@ -214,6 +228,7 @@ use odock_plugin_abi::view::Header;
 
 use self::codec::{CompletionView, FrameKind, SubmissionParts, SubmissionView};
 use self::slots::{ABANDONED, DONE, FREE, PENDING, Slot, Slots, Waiter, lock};
+use super::complete::{CompleteConfig, CompletePool, CompleteSubmitter, SubmitError};
 use super::{GateRunner, Outcome, RequestFrame, ResponseFrame, Runtime, RuntimeSink, Verdict};
 use crate::index::ApiKind;
 use crate::ring::{Consumer, CorruptRing, Geometry, GeometryError, Producer, ReserveError, Ring};
@@ -243,6 +258,13 @@ pub struct PoolConfig {
     pub worker_spin: Duration,
     /// How long a waiter busy-polls for its answer before it parks.
     pub waiter_spin: Duration,
+    /// The complete gate's pool, which the pool starts and owns (see
+    /// [`Submitter::submit_complete`]); `None`: no complete pool, and
+    /// complete frames are refused with [`GateError::NoCompletePool`].
+    /// The submitter claims `lanes - 1` of each pool thread's lanes (one is
+    /// left for the pool's own stop signal), so `lanes` should exceed the
+    /// number of threads that submit complete frames at once.
+    pub complete: Option<CompleteConfig>,
 }
 
 impl Default for PoolConfig {
@@ -256,6 +278,7 @@ impl Default for PoolConfig {
             answer_capacity: 256,
             worker_spin: Duration::from_micros(50),
             waiter_spin: Duration::from_micros(50),
+            complete: Some(CompleteConfig::default()),
         }
     }
 }
@@ -317,6 +340,12 @@ pub enum GateError {
     /// A plugin paused the frame for an integration call; resuming is not
     /// carried over the submission ring yet.
     Paused,
+    /// The pool was started without a complete pool
+    /// ([`PoolConfig::complete`] is `None`).
+    NoCompletePool,
+    /// The complete pool's queue is full: the frame was dropped, counted,
+    /// and the pool leaves a `complete_queue_full` skip record for it.
+    CompleteQueueFull,
     /// The completion record did not check out.
     BadCompletion(Malformed),
 }
@@ -338,6 +367,11 @@ impl fmt::Display for GateError {
                 "a plugin paused the frame; not resumable over the ring yet"
             ),
             GateError::BadCompletion(m) => write!(f, "bad completion record: {}", m.as_str()),
+            GateError::NoCompletePool => write!(f, "the pool has no complete pool"),
+            GateError::CompleteQueueFull => write!(
+                f,
+                "the complete pool's queue is full: the frame was dropped and counted"
+            ),
         }
     }
 }
@@ -428,6 +462,10 @@ struct Port {
 
 struct Shared {
     ports: Box<[Port]>,
+    /// Lanes into the complete pool's rings (empty without one). A writer
+    /// checks `closed` while it holds its lane (see "Shutdown").
+    complete: Box<[Mutex<CompleteSubmitter>]>,
+    next_complete: AtomicUsize,
     closed: AtomicBool,
     stop_dispatchers: AtomicBool,
     waiter_spin: Duration,
@@ -439,6 +477,7 @@ pub struct WorkerPool {
     cores: Vec<usize>,
     workers: Vec<JoinHandle<()>>,
     dispatchers: Vec<JoinHandle<()>>,
+    complete: Option<CompletePool>,
 }
 
 /// The cores the calling thread may run on.
@@ -470,6 +509,21 @@ impl WorkerPool {
         }
         if config.slots == 0 || config.slots > u32::MAX as usize {
             return Err(PoolError::Slots(config.slots));
+        }
+        let mut complete = None;
+        let mut complete_lanes = Vec::new();
+        if let Some(cc) = config.complete {
+            let started =
+                CompletePool::start(runtime, cc, &mut sink).map_err(PoolError::Geometry)?;
+            // One lane stays free: the pool's stop wakes its threads
+            // through it.
+            for _ in 0..cc.lanes.saturating_sub(1).max(1) {
+                match started.submitter() {
+                    Ok(s) => complete_lanes.push(Mutex::new(s)),
+                    Err(_) => break,
+                }
+            }
+            complete = Some(started);
         }
         let sub_geometry =
             Geometry::new(config.submit_lanes, config.ring_bytes).map_err(PoolError::Geometry)?;
@@ -504,6 +558,8 @@ impl WorkerPool {
         }
         let shared = Arc::new(Shared {
             ports: ports.into_boxed_slice(),
+            complete: complete_lanes.into_boxed_slice(),
+            next_complete: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             stop_dispatchers: AtomicBool::new(false),
             waiter_spin: config.waiter_spin,
@@ -513,6 +569,7 @@ impl WorkerPool {
             cores: cores.clone(),
             workers: Vec::new(),
             dispatchers: Vec::new(),
+            complete,
         };
         for (w, ((consumer, producer), &core)) in ends.into_iter().zip(&cores).enumerate() {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -596,10 +653,20 @@ impl WorkerPool {
     }
 
     fn stop(&mut self) {
-        if self.workers.is_empty() && self.dispatchers.is_empty() {
+        if self.workers.is_empty() && self.dispatchers.is_empty() && self.complete.is_none() {
             return;
         }
         self.shared.closed.store(true, Ordering::SeqCst);
+        // Complete frames: a writer holds its lane while it checks `closed`
+        // and writes, so once every lane has been taken here, each record
+        // is either in a ring (and the pool's stop runs it) or was refused
+        // as `Closed`.
+        for lane in self.shared.complete.iter() {
+            drop(lock(lane));
+        }
+        if let Some(complete) = self.complete.take() {
+            complete.shutdown();
+        }
         for port in self.shared.ports.iter().take(self.workers.len()) {
             let mut record = [0u8; codec::SUBMISSION_FIXED];
             record[0] = FrameKind::Shutdown as u8;
@@ -906,13 +973,9 @@ impl Worker {
                                         let outcome = runner.request(&frame);
                                         answer(done, port, token, &outcome);
                                     }
-                                    FrameKind::Response => {
+                                    _ => {
                                         let outcome = runner.response(&frame, &response);
                                         answer(done, port, token, &outcome);
-                                    }
-                                    _ => {
-                                        runner.complete(&frame, &response);
-                                        write_continue(done, port, token);
                                     }
                                 }
                                 port.frames.fetch_add(1, Ordering::Relaxed);
@@ -1016,21 +1079,6 @@ fn answer(completions: &Producer, port: &Port, token: u64, outcome: &Outcome<'_>
         codec::E_TOO_LARGE,
         "answer too large",
     );
-}
-
-/// Writes a bare "continue, unchanged" completion (the complete gate's).
-fn write_continue(completions: &Producer, port: &Port, token: u64) {
-    loop {
-        match completions.reserve(codec::COMPLETION_FIXED) {
-            Ok(mut record) => {
-                codec::encode_continue(token, &mut record);
-                record.commit();
-                return;
-            }
-            Err(ReserveError::Full { .. }) => wait_for_room(port),
-            Err(ReserveError::TooLarge { .. }) => return,
-        }
-    }
 }
 
 /// The completion ring is full: ask the dispatcher to drain, give the core
@@ -1149,19 +1197,51 @@ impl Submitter {
         self.submit_parts(worker, request.parts(FrameKind::Response, Some(response)))
     }
 
-    /// Submits a frame to the complete gate. Its answer is always "continue,
-    /// unchanged" once the chain has run; drop the ticket to not wait (its
-    /// slot is freed when the answer comes).
+    /// Hands the finished exchange to the complete gate: the frame is
+    /// written once into the ring of a complete-pool thread (chosen by
+    /// request id), which runs the complete gate off the workers' hot path.
+    /// Fire and forget: this never waits for the pool or for ring space (a
+    /// lane's lock is held only for the in-place encode).
     ///
     /// # Errors
-    /// As for [`Self::submit`].
+    /// [`GateError::CompleteQueueFull`] when that thread's ring is full (the
+    /// frame is dropped, counted, and the pool leaves a
+    /// `complete_queue_full` skip record); [`GateError::TooLarge`];
+    /// [`GateError::NoCompletePool`]; [`GateError::Closed`].
     pub fn submit_complete(
         &self,
-        worker: usize,
         request: &GateFrame<'_>,
         response: &ResponseFrame<'_>,
-    ) -> Result<Ticket<'_>, GateError> {
-        self.submit_parts(worker, request.parts(FrameKind::Complete, Some(response)))
+    ) -> Result<(), GateError> {
+        let lanes = &self.shared.complete;
+        if lanes.is_empty() {
+            return Err(GateError::NoCompletePool);
+        }
+        let start = self.shared.next_complete.fetch_add(1, Ordering::Relaxed);
+        let mut guard = None;
+        for i in 0..lanes.len() {
+            if let Ok(g) = lanes[(start + i) % lanes.len()].try_lock() {
+                guard = Some(g);
+                break;
+            }
+        }
+        let lane = match guard {
+            Some(g) => g,
+            None => lock(&lanes[start % lanes.len()]),
+        };
+        // Checked under the lane: pairs with the shutdown, which stores
+        // `closed` and then takes every lane before it stops the pool.
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return Err(GateError::Closed);
+        }
+        let mut frame = request.request;
+        if let (ApiKind::Unknown, Some(p)) = (frame.api, request.path) {
+            frame.api = ApiKind::from_path(p.as_bytes());
+        }
+        lane.submit(&frame, response).map_err(|e| match e {
+            SubmitError::Full => GateError::CompleteQueueFull,
+            SubmitError::TooLarge { .. } => GateError::TooLarge,
+        })
     }
 
     fn submit_parts(

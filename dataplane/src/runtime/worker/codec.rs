@@ -41,8 +41,6 @@ pub enum FrameKind {
     Request = 1,
     /// Run the response gate over a whole answer.
     Response = 2,
-    /// Run the complete gate.
-    Complete = 3,
     /// Control: the worker stops after this record (sent by the pool only).
     Shutdown = 15,
 }
@@ -52,7 +50,6 @@ impl FrameKind {
         Some(match b {
             1 => FrameKind::Request,
             2 => FrameKind::Response,
-            3 => FrameKind::Complete,
             15 => FrameKind::Shutdown,
             _ => return None,
         })
@@ -312,7 +309,7 @@ impl<'a> SubmissionView<'a> {
         if count > MAX_HEADERS || response_count > MAX_HEADERS {
             return Err(Malformed::Count);
         }
-        let carries_response = matches!(kind, FrameKind::Response | FrameKind::Complete);
+        let carries_response = kind == FrameKind::Response;
         if !carries_response && (status != 0 || response_count != 0 || response_body_len != 0) {
             return Err(Malformed::Reserved);
         }
@@ -498,14 +495,6 @@ pub(super) fn encode_answer(token: u64, outcome: &Outcome<'_>, buf: &mut [u8]) {
         }
     }
     debug_assert_eq!(at, buf.len());
-}
-
-/// Writes a "continue, unchanged" completion ([`COMPLETION_FIXED`] bytes).
-pub(super) fn encode_continue(token: u64, buf: &mut [u8]) {
-    buf.fill(0);
-    buf[0] = ANSWER;
-    buf[1] = VERSION;
-    put64(buf, 8, token);
 }
 
 /// The length of an error completion with `detail`.
