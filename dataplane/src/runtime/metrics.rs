@@ -173,6 +173,19 @@ impl Default for Histogram {
 }
 
 impl Histogram {
+    /// Records one latency (for histograms kept outside the runtime, such
+    /// as a gateway's own gate overhead).
+    pub fn record(&mut self, latency: Duration) {
+        self.buckets[bucket(latency.as_nanos().min(u128::from(u64::MAX)) as u64)] += 1;
+    }
+
+    /// Adds every count of `other` into this histogram.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (sum, n) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *sum += n;
+        }
+    }
+
     /// Calls recorded.
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
@@ -244,5 +257,25 @@ mod tests {
         assert!((80_000.0..=99_000.0).contains(&p99), "{p99}");
         assert_eq!(m.get(3, Gate::Request, Counter::Calls), 100);
         assert_eq!(m.get(3, Gate::Response, Counter::Calls), 0);
+    }
+
+    #[test]
+    fn recorded_and_merged_histograms_agree_with_the_workers() {
+        let m = WorkerMetrics::new();
+        let mut own = Histogram::default();
+        for i in 1..=50u64 {
+            m.record(0, Gate::Response, Duration::from_nanos(i * 700));
+            own.record(Duration::from_nanos(i * 700));
+        }
+        let mut from_worker = Histogram::default();
+        m.add_latency(0, Gate::Response, &mut from_worker);
+        assert_eq!(
+            own.buckets().collect::<Vec<_>>(),
+            from_worker.buckets().collect::<Vec<_>>()
+        );
+        let mut both = own.clone();
+        both.merge(&from_worker);
+        assert_eq!(both.count(), 100);
+        assert_eq!(both.quantile(0.5), own.quantile(0.5));
     }
 }
