@@ -29,6 +29,7 @@ use crate::config::Access;
 use crate::drain::{DrainStats, RingHealth, SharedLog, lock};
 use crate::log::Storage;
 use crate::query::{Filter, render};
+use crate::sink::SinkStatus;
 use crate::state::{ApiError, Binding, Change, PluginRequest, ScopeDef, inspect_plugin};
 use crate::store::{Actor, Role, Store};
 
@@ -45,6 +46,8 @@ pub struct Control<S: Storage> {
     pub rings: Arc<Mutex<Vec<RingHealth>>>,
     /// The drainer's counters.
     pub drain: Arc<DrainStats>,
+    /// The sinks' counters.
+    pub sinks: Vec<Arc<SinkStatus>>,
     /// The allow-list.
     pub access: Access,
     /// The run directory.
@@ -343,9 +346,28 @@ fn status<S: Storage>(ctl: &Control<S>, actor: &Actor) -> Reply {
         .state()
         .version;
     let log = lock(&ctl.log);
+    let committed = log.committed_index();
+    let sinks: Vec<Value> = ctl
+        .sinks
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "kind": s.kind,
+                "cursor": s.cursor.load(Ordering::Relaxed),
+                "lag": s.lag(committed),
+                "delivered": s.delivered.load(Ordering::Relaxed),
+                "failed": s.failed.load(Ordering::Relaxed),
+                "filtered": s.filtered.load(Ordering::Relaxed),
+                "lost": s.lost.load(Ordering::Relaxed),
+                "last_error": s.last_error(),
+            })
+        })
+        .collect();
     json_reply(
         200,
         json!({
+            "sinks": sinks,
             "version": version,
             "uptime_s": ctl.started.elapsed().as_secs(),
             "you": {"uid": actor.uid, "gid": actor.gid, "role": actor.role},
@@ -354,6 +376,7 @@ fn status<S: Storage>(ctl: &Control<S>, actor: &Actor) -> Reply {
                 "backend": log.storage().backend(),
                 "first_index": log.first_index(),
                 "next_index": log.next_index(),
+                "committed_index": committed,
                 "segments": log.segment_count(),
                 "bytes": log.bytes(),
             },
@@ -529,7 +552,7 @@ fn metrics<S: Storage>(ctl: &Control<S>) -> String {
         "Rings removed after their dataplane exited and they were drained.",
         ctl.drain.rings_retired.load(Ordering::Relaxed),
     );
-    let (backend, stats, next, segments, bytes) = {
+    let (backend, stats, next, segments, bytes, committed) = {
         let l = lock(&ctl.log);
         (
             l.storage().backend(),
@@ -537,6 +560,7 @@ fn metrics<S: Storage>(ctl: &Control<S>) -> String {
             l.next_index(),
             l.segment_count(),
             l.bytes(),
+            l.committed_index(),
         )
     };
     put(
@@ -573,6 +597,58 @@ fn metrics<S: Storage>(ctl: &Control<S>) -> String {
         m,
         "# HELP odock_evidence_log_backend The evidence log's write path.\n# TYPE odock_evidence_log_backend gauge\nodock_evidence_log_backend{{backend=\"{backend}\"}} 1"
     );
+    type SinkMetric = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&SinkStatus, u64) -> u64,
+    );
+    let sink_metrics: [SinkMetric; 5] = [
+        (
+            "odock_sink_delivered_total",
+            "counter",
+            "Evidence records a sink delivered since start.",
+            |s, _| s.delivered.load(Ordering::Relaxed),
+        ),
+        (
+            "odock_sink_failed_total",
+            "counter",
+            "Failed delivery attempts of a sink since start (each retried).",
+            |s, _| s.failed.load(Ordering::Relaxed),
+        ),
+        (
+            "odock_sink_lag_records",
+            "gauge",
+            "Committed log records a sink has not yet passed.",
+            |s, c| s.lag(c),
+        ),
+        (
+            "odock_sink_filtered_total",
+            "counter",
+            "Records a sink's filter left out since start.",
+            |s, _| s.filtered.load(Ordering::Relaxed),
+        ),
+        (
+            "odock_sink_lost_total",
+            "counter",
+            "Records retention removed before a sink reached them.",
+            |s, _| s.lost.load(Ordering::Relaxed),
+        ),
+    ];
+    if !ctl.sinks.is_empty() {
+        for (name, kind, help, value) in sink_metrics {
+            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in &ctl.sinks {
+                let _ = writeln!(
+                    m,
+                    "{name}{{sink=\"{}\",kind=\"{}\"}} {}",
+                    s.name,
+                    s.kind,
+                    value(s, committed)
+                );
+            }
+        }
+    }
     let rings = ctl
         .rings
         .lock()

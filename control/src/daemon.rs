@@ -18,6 +18,7 @@ use crate::api::{Control, serve};
 use crate::config::Resolved;
 use crate::drain::{Drainer, lock};
 use crate::log::{FileStorage, Log, LogError, Storage, now_ns};
+use crate::sink::{Sink, SinkError};
 use crate::store::{Store, StoreError};
 
 /// Why the daemon stopped with an error.
@@ -31,6 +32,8 @@ pub enum DaemonError {
     Log(LogError),
     /// The state could not be opened.
     Store(StoreError),
+    /// A sink could not be opened.
+    Sink(SinkError),
 }
 
 impl fmt::Display for DaemonError {
@@ -42,6 +45,7 @@ impl fmt::Display for DaemonError {
             }
             DaemonError::Log(e) => write!(f, "{e}"),
             DaemonError::Store(e) => write!(f, "{e}"),
+            DaemonError::Sink(e) => write!(f, "{e}"),
         }
     }
 }
@@ -90,11 +94,21 @@ pub fn run(cfg: Resolved) -> Result<(), DaemonError> {
     let store = Store::open(&cfg.storage_dir, &cfg.run_dir, Arc::clone(&log))
         .map_err(DaemonError::Store)?;
 
+    let mut sinks = Vec::with_capacity(cfg.sinks.len());
+    for sc in &cfg.sinks {
+        sinks.push(
+            Sink::open(sc.clone(), &cfg.storage_dir, Arc::clone(&log))
+                .map_err(DaemonError::Sink)?,
+        );
+    }
+    let sink_status = sinks.iter().map(Sink::status).collect();
+
     let drainer = Drainer::new(&cfg.run_dir, Arc::clone(&log));
     let ctl = Arc::new(Control {
         store: Mutex::new(store),
         log: Arc::clone(&log),
         rings: drainer.health(),
+        sinks: sink_status,
         drain: drainer.stats(),
         access: cfg.access.clone(),
         run_dir: cfg.run_dir.clone(),
@@ -135,6 +149,17 @@ pub fn run(cfg: Resolved) -> Result<(), DaemonError> {
         })
         .map_err(|e| DaemonError::Setup("spawn retention".into(), e))?;
 
+    let mut sink_threads = Vec::with_capacity(sinks.len());
+    for sink in sinks {
+        let s = Arc::clone(&stop);
+        sink_threads.push(
+            std::thread::Builder::new()
+                .name("odock-sink".into())
+                .spawn(move || sink.run(&s))
+                .map_err(|e| DaemonError::Setup("spawn a sink".into(), e))?,
+        );
+    }
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -144,6 +169,9 @@ pub fn run(cfg: Resolved) -> Result<(), DaemonError> {
     stop.store(true, Ordering::Relaxed);
     let _ = drain_thread.join();
     let _ = retention.join();
+    for t in sink_threads {
+        let _ = t.join();
+    }
     let _ = fs::remove_file(&cfg.socket);
     result
 }

@@ -16,5 +16,6 @@ pub mod drain;
 pub mod log;
 pub mod query;
 pub mod schema;
+pub mod sink;
 pub mod state;
 pub mod store;

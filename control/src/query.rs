@@ -128,21 +128,32 @@ fn decode(s: &str) -> String {
 /// `undecodable` and the error, so an export never hides one silently,
 /// unless a filter is set.
 pub fn render(entry: &Entry, filter: &Filter) -> Option<String> {
+    let unfiltered = filter.request_id.is_none()
+        && filter.tenant.is_none()
+        && filter.plugin.is_none()
+        && filter.gate.is_none()
+        && filter.verdict.is_none()
+        && filter.kind.is_none();
+    render_if(entry, |r| filter.matches(r), unfiltered)
+}
+
+/// [`render`] with any predicate: `None` when the record decodes and
+/// `keep` refuses it, or when it does not decode and `pass_undecodable` is
+/// false.
+pub fn render_if(
+    entry: &Entry,
+    keep: impl FnOnce(&EvidenceRecord<'_>) -> bool,
+    pass_undecodable: bool,
+) -> Option<String> {
     let mut v = match evidence::decode(&entry.payload) {
         Ok(r) => {
-            if !filter.matches(&r) {
+            if !keep(&r) {
                 return None;
             }
             serde_json::to_value(r).ok()?
         }
         Err(e) => {
-            let unfiltered = filter.request_id.is_none()
-                && filter.tenant.is_none()
-                && filter.plugin.is_none()
-                && filter.gate.is_none()
-                && filter.verdict.is_none()
-                && filter.kind.is_none();
-            if !unfiltered {
+            if !pass_undecodable {
                 return None;
             }
             serde_json::json!({"kind": "undecodable", "error": e.to_string()})

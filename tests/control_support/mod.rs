@@ -54,7 +54,21 @@ pub fn maybe_run_role() {
             if !admins.is_empty() {
                 text.push_str(&format!("[access]\nadmin_uids = [{admins}]\n"));
             }
-            let cfg = Config::parse(&text).unwrap().resolve().unwrap();
+            if let Ok(extra) = std::env::var("ODOCK_TEST_EXTRA_CONFIG") {
+                text.push_str(&extra);
+            }
+            // As the odock-control binary does: a config error is a
+            // start-up error, exit status 2.
+            let cfg = match Config::parse(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.resolve().map_err(|e| e.to_string()))
+            {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("odock-control: {e}");
+                    std::process::exit(2)
+                }
+            };
             match odock_control::daemon::run(cfg) {
                 Ok(()) => std::process::exit(0),
                 Err(e) => {
@@ -274,14 +288,13 @@ impl Setup {
 
     /// Starts control (with `admin_uids`, if given) and waits for its socket.
     pub fn control(&self, admin_uids: Option<&str>) -> Proc {
-        let mut env = vec![
-            ("ODOCK_TEST_RUN", self.run.display().to_string()),
-            ("ODOCK_TEST_STORAGE", self.storage.display().to_string()),
-        ];
-        if let Some(a) = admin_uids {
-            env.push(("ODOCK_TEST_ADMIN_UIDS", a.to_owned()));
-        }
-        let p = Proc::spawn("control", &env);
+        self.control_with(admin_uids, "")
+    }
+
+    /// Starts control with `extra` TOML appended to its config (after
+    /// `[log]`/`[access]`: `[[sinks]]` tables) and waits for its socket.
+    pub fn control_with(&self, admin_uids: Option<&str>, extra: &str) -> Proc {
+        let p = Proc::spawn("control", &self.control_env(admin_uids, extra));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(a) = self.client().request("GET", "/v1/status", None)
@@ -296,6 +309,23 @@ impl Setup {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The environment of a control role.
+    pub fn control_env(
+        &self,
+        admin_uids: Option<&str>,
+        extra: &str,
+    ) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("ODOCK_TEST_RUN", self.run.display().to_string()),
+            ("ODOCK_TEST_STORAGE", self.storage.display().to_string()),
+            ("ODOCK_TEST_EXTRA_CONFIG", extra.to_owned()),
+        ];
+        if let Some(a) = admin_uids {
+            env.push(("ODOCK_TEST_ADMIN_UIDS", a.to_owned()));
+        }
+        env
     }
 
     /// Starts a dataplane (stopping after `count` numbered records, if given).

@@ -728,6 +728,12 @@ impl<S: Storage> Log<S> {
         self.next_index
     }
 
+    /// The index after the last committed record (records from here on
+    /// are only buffered).
+    pub fn committed_index(&self) -> u64 {
+        self.next_index - self.pending_records
+    }
+
     /// The index of the oldest record still kept.
     pub fn first_index(&self) -> u64 {
         self.segments.first().map_or(0, |s| s.first)
