@@ -433,7 +433,7 @@ fn malformed_records_are_answered_with_an_error_and_never_followed() {
         // is not public, so build it by the documented layout.
         let mut good = vec![0u8; 72 + 8 + 1 + 1 + 2];
         good[0] = 1; // request
-        good[1] = 1; // version
+        good[1] = 2; // version
         good[4..8].copy_from_slice(&1u32.to_le_bytes()); // one header
         good[56..60].copy_from_slice(&2u32.to_le_bytes()); // body of 2
         good[72..76].copy_from_slice(&1u32.to_le_bytes());
@@ -486,6 +486,22 @@ fn malformed_records_are_answered_with_an_error_and_never_followed() {
         cases.push((
             bad,
             GateError::Malformed(odock_dataplane::runtime::worker::Malformed::Short),
+        ));
+        // Kind 3 was the complete gate's: it never runs on a worker.
+        let mut bad = good.clone();
+        bad[0] = 3;
+        cases.push((
+            bad,
+            GateError::Malformed(odock_dataplane::runtime::worker::Malformed::Kind),
+        ));
+        // A resume record (kind 4) whose answer length runs past its end.
+        let mut bad = vec![0u8; 32 + 4];
+        bad[0] = 4;
+        bad[1] = 2;
+        bad[4..8].copy_from_slice(&5u32.to_le_bytes());
+        cases.push((
+            bad,
+            GateError::Malformed(odock_dataplane::runtime::worker::Malformed::Length),
         ));
         let n = cases.len() as u64;
         for (record, expected) in cases {
@@ -856,5 +872,212 @@ fn a_full_complete_queue_never_blocks_the_submitter() {
             .map(|n| n.parse::<u64>().unwrap())
             .sum();
         assert_eq!(skipped, refused, "{events:?}");
+    });
+}
+
+fn approver() -> PluginSource {
+    plugin_support::probe_plugin("approver", &[("WITH_APPROVALS", "1")])
+}
+
+/// The approver pauses for the integration "approvals" (see probe.c);
+/// probe-b runs after it.
+fn approval_bindings(pause_ms: u32) -> Vec<BindingSpec> {
+    let mut approval = bind("approver", 1, tenant("acme"), &format!("pause:{pause_ms}"));
+    approval.grant =
+        Grant::new(Capabilities::ALL.without(Capabilities::of(&[Capability::QueueFollowup])))
+            .with_integration("approvals");
+    vec![
+        approval,
+        bind("probe-b", 2, tenant("acme"), "header:x-after=1"),
+    ]
+}
+
+fn integration_answer(
+    token: u64,
+    outcome: odock_plugin_abi::AnswerOutcome,
+    body: &[u8],
+) -> odock_dataplane::plugin::IntegrationAnswer<'_> {
+    odock_dataplane::plugin::IntegrationAnswer {
+        token,
+        outcome,
+        body,
+    }
+}
+
+/// The pause's token, after checking the pause answer.
+fn paused(answer: &odock_dataplane::runtime::Answer<'_>, body: &[u8]) -> u64 {
+    match answer.verdict() {
+        Verdict::Pause {
+            integration,
+            payload,
+            timeout,
+            token,
+            plugin,
+        } => {
+            assert_eq!((integration, plugin), ("approvals", "approver"));
+            assert_eq!(timeout, Duration::from_secs(30));
+            assert_eq!(payload, body);
+            assert!(!answer.changed());
+            token
+        }
+        other => panic!("expected a pause, got {other:?}"),
+    }
+}
+
+/// Pause and resume over the rings: the pause answer carries the
+/// integration call; the worker keeps the frame parked (and serves other
+/// frames meanwhile, one of them parked too); a wrong token is refused and
+/// leaves the frame parked; the answer resumes it at the plugin that
+/// paused, and the rest of the chain runs. Approve, deny and timeout, with
+/// blocking and async resumes.
+#[test]
+fn a_paused_frame_resumes_over_the_rings() {
+    use odock_plugin_abi::AnswerOutcome;
+    watchdog(Duration::from_secs(120), || {
+        let (pool, recorder) = recorded_pool(
+            &[approver(), probe("probe-b")],
+            approval_bindings(30_000),
+            |_| {},
+        );
+        let submitter = pool.submitter();
+        let headers = [Header::new(b"content-type", b"application/json")];
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"wire $1M"}]}"#;
+        let frame = |id: u64, t: &'static str| {
+            GateFrame::new(RequestFrame {
+                request_id: id,
+                tenant: Some(t),
+                headers: &headers,
+                body,
+                ..RequestFrame::default()
+            })
+        };
+        let deny = Verdict::Block {
+            status: 403,
+            reason: "the request was not approved",
+            plugin: "approver",
+        };
+        let late = Verdict::Block {
+            status: 504,
+            reason: "the approval did not come in time",
+            plugin: "approver",
+        };
+        for (round, (reply, outcome, want)) in [
+            (&b"approve"[..], AnswerOutcome::Ok, Verdict::Continue),
+            (b"no", AnswerOutcome::Ok, deny),
+            (b"", AnswerOutcome::Timeout, late),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = 100 + 10 * round as u64;
+            let token = paused(&submitter.request(0, &frame(id, "acme")).unwrap(), body);
+            // Another frame pauses too, and one of another tenant runs
+            // through while both are parked.
+            let other_token = paused(
+                &block_on(submitter.request_async(0, &frame(id + 1, "acme"))).unwrap(),
+                body,
+            );
+            let plain = submitter.request(0, &frame(id + 2, "other")).unwrap();
+            assert_eq!(plain.verdict(), Verdict::Continue);
+            assert!(!plain.changed());
+            drop(plain);
+            assert_eq!(
+                submitter
+                    .resume(0, id, &integration_answer(token ^ 1, outcome, reply))
+                    .unwrap_err(),
+                GateError::WrongToken
+            );
+            let check = |answer: odock_dataplane::runtime::Answer<'_>| {
+                assert_eq!(answer.verdict(), want, "round {round}");
+                if want == Verdict::Continue {
+                    let h = strings(answer.headers().expect("headers changed"));
+                    assert!(
+                        h.contains(&("x-approved".into(), "1".into()))
+                            && h.contains(&("x-after".into(), "1".into())),
+                        "{h:?}"
+                    );
+                }
+            };
+            check(
+                submitter
+                    .resume(0, id, &integration_answer(token, outcome, reply))
+                    .unwrap(),
+            );
+            check(
+                block_on(submitter.resume_async(
+                    0,
+                    id + 1,
+                    &integration_answer(other_token, outcome, reply),
+                ))
+                .unwrap(),
+            );
+            // Resumed once: a second resume finds nothing parked.
+            assert_eq!(
+                submitter
+                    .resume(0, id, &integration_answer(token, outcome, reply))
+                    .unwrap_err(),
+                GateError::NotParked
+            );
+        }
+        // Never paused at all.
+        assert_eq!(
+            submitter
+                .resume(0, 9, &integration_answer(1, AnswerOutcome::Ok, b""))
+                .unwrap_err(),
+            GateError::NotParked
+        );
+        pool.shutdown();
+        let events = recorder.events();
+        assert!(
+            !events.iter().any(|e| e.contains("Overran")),
+            "nothing expired: {events:?}"
+        );
+    });
+}
+
+/// A paused frame whose integration answer never comes is expired by its
+/// worker (timeout plus the runner's grace), with a timeout decision as
+/// evidence; a resume after that is refused as not parked.
+#[test]
+fn a_paused_frame_whose_answer_never_comes_is_expired() {
+    use odock_plugin_abi::AnswerOutcome;
+    watchdog(Duration::from_secs(120), || {
+        let (pool, recorder) = recorded_pool(
+            &[approver(), probe("probe-b")],
+            approval_bindings(10),
+            |_| {},
+        );
+        let submitter = pool.submitter();
+        let frame = GateFrame::new(RequestFrame {
+            request_id: 43,
+            tenant: Some("acme"),
+            body: b"{}",
+            ..RequestFrame::default()
+        });
+        let token = match submitter.request(0, &frame).unwrap().verdict() {
+            Verdict::Pause { token, .. } => token,
+            other => panic!("expected a pause, got {other:?}"),
+        };
+        let expired = |events: &[String]| {
+            events
+                .iter()
+                .any(|e| e.starts_with("decision approver Request 43 Overran"))
+        };
+        // No resume comes: wait for the worker to give up on it (the
+        // watchdog bounds the wait).
+        while !expired(&recorder.events()) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            submitter
+                .resume(
+                    0,
+                    43,
+                    &integration_answer(token, AnswerOutcome::Ok, b"approve")
+                )
+                .unwrap_err(),
+            GateError::NotParked
+        );
+        pool.shutdown();
     });
 }

@@ -1544,6 +1544,28 @@ impl GateRunner {
         self.parked.len()
     }
 
+    /// Whether a frame of this request id is parked on this runner.
+    pub fn is_parked(&self, request_id: u64) -> bool {
+        self.parked.contains_key(&request_id)
+    }
+
+    /// Tells the runner that parked frame `request_id` now lives at `body`:
+    /// a copy of the same frame that the caller keeps in place until the
+    /// frame is resumed (with a frame over that copy) or expired. The
+    /// submitted path needs it: a frame that paused in ring memory is
+    /// copied out before the ring space is released. Returns `false`, and
+    /// changes nothing, when no frame of this id is parked or `body` is not
+    /// as long as the body that paused.
+    pub fn move_parked(&mut self, request_id: u64, body: &[u8]) -> bool {
+        match self.parked.get_mut(&request_id) {
+            Some(p) if p.body.1 == body.len() => {
+                p.body = (body.as_ptr() as usize, body.len());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Drops parked frames whose answer is overdue (their integration
     /// timeout plus a grace period passed without [`GateRunner::resume`]),
     /// recording a timeout decision for each; returns how many. The gateway

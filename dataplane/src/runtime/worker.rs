@@ -60,7 +60,7 @@
 //! length of one in-place encode and is uncontended while there are fewer
 //! concurrent submitters than lanes. The worker side takes no lock.
 //!
-//! # Records (version 1)
+//! # Records (version 2)
 //!
 //! All integers little-endian. Every length is a `u32`; the record's length
 //! is the ring record's length.
@@ -68,9 +68,10 @@
 //! Submission (written by a submitter, read by the worker):
 //!
 //! ```text
-//! 0   u8   kind: 1 request, 2 response, 15 shutdown (pool only); 3 (once
-//!          complete) is refused: the complete gate has its own pool
-//! 1   u8   version (1)
+//! 0   u8   kind: 1 request, 2 response, 15 shutdown (pool only); 4 is a
+//!          resume (its own layout, below); 3 (once complete) is refused:
+//!          the complete gate has its own pool
+//! 1   u8   version (2)
 //! 2   u8   API kind: 0 unknown, 1 OpenAI chat, 2 OpenAI responses,
 //!          3 Anthropic messages, 4 MCP
 //! 3   u8   present: bit i set when text field i is given
@@ -86,11 +87,26 @@
 //!     the body
 //! ```
 //!
+//! Resume (written by a submitter, read by the worker; see "Pause and
+//! resume"):
+//!
+//! ```text
+//! 0   u8   kind: 4
+//! 1   u8   version (2)
+//! 2   u8   outcome of the integration call: 0 ok, 1 timeout, 2 failed
+//! 3   u8   reserved, 0
+//! 4   u32  answer length
+//! 8   u64  token
+//! 16  u64  request id of the parked frame
+//! 24  u64  the pause's token
+//! 32  the integration's answer
+//! ```
+//!
 //! Completion (written by the worker, read by the drainer):
 //!
 //! ```text
-//! 0   u8   kind: 1 answer, 2 error
-//! 1   u8   version (1)
+//! 0   u8   kind: 1 answer, 2 error, 3 pause
+//! 1   u8   version (2)
 //! 2   u8   answer: verdict, 0 continue, 1 block; error: the error code
 //! 3   u8   flags: bit 0 CHANGED (the header and metadata lists follow),
 //!          bit 1 BODY (the transformed body follows; only with CHANGED)
@@ -103,6 +119,18 @@
 //! 40  header table, then metadata table: count × (u32, u32)
 //! ..  reason, plugin, each header's name and value, each metadata key and
 //!     value, body
+//! ```
+//!
+//! A pause (kind 3) keeps the fixed part's positions with other meanings:
+//!
+//! ```text
+//! 2   u8   0            3  u8  0
+//! 4   u32  the integration call's timeout, in milliseconds
+//! 8   u64  token
+//! 16  u32  integration name length     20  u32  plugin length
+//! 24  u64  the pause's token (to resume with)
+//! 32  u32  payload length              36  u32  reserved, 0
+//! 40  integration name, plugin, payload
 //! ```
 //!
 //! An unchanged frame (the common, read-only case) costs a 40-byte
@@ -170,6 +198,37 @@
 //! wake-up syscall only while the consumer sleeps). A full completion ring
 //! makes the worker yield and ask the dispatcher to drain, and retry.
 //!
+//! # Pause and resume
+//!
+//! A request whose chain pauses (a plugin waits on an integration call) is
+//! answered with a pause completion; [`Answer::verdict`] is
+//! [`Verdict::Pause`] with the integration to call, the payload, the
+//! timeout and the pause's token. The worker does not wait: the frame's
+//! submission record lives in ring memory that is released after the
+//! batch, so the worker copies the record into its *parked-frame store*
+//! (a map by request id; the one allocation of the pause path) and points
+//! the runner's parked frame at the copy
+//! ([`GateRunner::move_parked`]), which stays in place until the frame
+//! leaves the store. The submitter makes the integration call itself and
+//! sends its answer with [`Submitter::resume`] (or
+//! [`Submitter::resume_async`]) to the same worker: a resume record. The
+//! worker runs [`GateRunner::resume`] over the copy and answers like a
+//! request.
+//!
+//! | parked frame | on | then |
+//! |---|---|---|
+//! | not parked → parked | a pause answer | the copy is stored |
+//! | parked → gone | a resume with the pause's token | answered continue or block |
+//! | parked → parked | a resume after which a later plugin pauses | a new pause answer |
+//! | parked → parked | a resume with another token | [`GateError::WrongToken`] |
+//! | parked → gone | its timeout plus the runner's grace passes | [`GateRunner::expire_parked`] records a timeout decision |
+//! | parked → gone | the worker stops | expired the same way |
+//! | not parked | a resume | [`GateError::NotParked`] |
+//!
+//! The worker looks for overdue frames every 20 ms while any is parked
+//! (sleeping at most that long). Frames are parked by request id, per
+//! worker: a frame is resumed on the worker it paused on.
+//!
 //! # Shutdown
 //!
 //! [`WorkerPool::shutdown`] (also run on drop): sets `closed` (SeqCst);
@@ -195,8 +254,6 @@
 //! - The rings are heap rings inside the gateway's process; the layout and
 //!   checks are written for a peer in another process (offsets and lengths
 //!   only, every field validated), but no memfd backing is wired yet.
-//! - A frame a plugin pauses for an integration call is answered
-//!   [`GateError::Paused`]: resuming is not carried over the rings yet.
 //! - Streamed answers (`GateRunner::response_chunk` and its per-stream
 //!   state) are not carried; a response frame carries the whole body.
 //!
@@ -215,6 +272,7 @@
 mod codec;
 mod slots;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -226,11 +284,14 @@ use std::time::{Duration, Instant};
 
 use odock_plugin_abi::view::Header;
 
-use self::codec::{CompletionView, FrameKind, SubmissionParts, SubmissionView};
+use self::codec::{CompletionView, FrameKind, ResumeView, SubmissionParts, SubmissionView};
 use self::slots::{ABANDONED, DONE, FREE, PENDING, Slot, Slots, Waiter, lock};
 use super::complete::{CompleteConfig, CompletePool, CompleteSubmitter, SubmitError};
-use super::{GateRunner, Outcome, RequestFrame, ResponseFrame, Runtime, RuntimeSink, Verdict};
+use super::{
+    GateRunner, Outcome, RequestFrame, ResponseFrame, ResumeError, Runtime, RuntimeSink, Verdict,
+};
 use crate::index::ApiKind;
+use crate::plugin::IntegrationAnswer;
 use crate::ring::{Consumer, CorruptRing, Geometry, GeometryError, Producer, ReserveError, Ring};
 
 pub use self::codec::Malformed;
@@ -337,9 +398,12 @@ pub enum GateError {
     AnswerTooLarge,
     /// The pool shut down with the frame in flight.
     Shutdown,
-    /// A plugin paused the frame for an integration call; resuming is not
-    /// carried over the submission ring yet.
-    Paused,
+    /// A resume named a frame not parked on that worker (never paused,
+    /// already resumed, or expired: its answer never came in time).
+    NotParked,
+    /// A resume's token is not the one its frame's pause returned (the
+    /// frame stays parked).
+    WrongToken,
     /// The pool was started without a complete pool
     /// ([`PoolConfig::complete`] is `None`).
     NoCompletePool,
@@ -362,10 +426,13 @@ impl fmt::Display for GateError {
                 write!(f, "the answer is too large for the completion ring")
             }
             GateError::Shutdown => write!(f, "the pool shut down with the frame in flight"),
-            GateError::Paused => write!(
+            GateError::NotParked => write!(
                 f,
-                "a plugin paused the frame; not resumable over the ring yet"
+                "no such frame is parked on the worker (never paused, already resumed, or expired)"
             ),
+            GateError::WrongToken => {
+                write!(f, "the resume's token is not the one its pause returned")
+            }
             GateError::BadCompletion(m) => write!(f, "bad completion record: {}", m.as_str()),
             GateError::NoCompletePool => write!(f, "the pool has no complete pool"),
             GateError::CompleteQueueFull => write!(
@@ -915,16 +982,29 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
 }
 
 impl Worker {
-    fn run(mut self, mut runner: GateRunner) {
+    fn run(self, mut runner: GateRunner) {
+        let Worker {
+            index,
+            shared,
+            mut submissions,
+            completions,
+            spin,
+        } = self;
+        let port = &shared.ports[index];
+        let done = &completions;
         let mut headers: Vec<HeaderSlot> = Vec::with_capacity(64);
         let mut response_headers: Vec<HeaderSlot> = Vec::with_capacity(64);
+        // Paused frames: a copy of each one's submission record, by request
+        // id (see "Pause and resume").
+        let mut parked: HashMap<u64, Vec<u8>> = HashMap::new();
+        let mut next_expiry = Instant::now();
         let mut idle_since: Option<Instant> = None;
         let mut polls = 0u32;
         loop {
             let mut handled = 0usize;
             let mut stop = false;
             {
-                let mut batch = self.submissions.batch();
+                let mut batch = submissions.batch();
                 loop {
                     let record = match batch.next() {
                         Ok(Some(r)) => r,
@@ -939,16 +1019,20 @@ impl Worker {
                     if handled.is_multiple_of(NOTIFY_EVERY) {
                         // A long batch: let a sleeping drainer start on
                         // the answers so far.
-                        self.completions.notify();
+                        done.notify();
                     }
-                    let port = &self.shared.ports[self.index];
-                    match SubmissionView::decode(&record) {
-                        Err(m) => {
-                            port.malformed.fetch_add(1, Ordering::Relaxed);
-                            if let Some(token) = codec::peek_token(&record) {
-                                write_error(&self.completions, port, token, m.code(), m.as_str());
+                    if codec::peek_kind(&record) == Some(FrameKind::Resume) {
+                        match ResumeView::decode(&record) {
+                            Err(m) => refuse(done, port, &record, m),
+                            Ok(r) => {
+                                resume(&mut runner, &mut parked, &r, done, port, &mut headers);
+                                port.frames.fetch_add(1, Ordering::Relaxed);
                             }
                         }
+                        continue;
+                    }
+                    match SubmissionView::decode(&record) {
+                        Err(m) => refuse(done, port, &record, m),
                         Ok(view) => match view.kind {
                             FrameKind::Shutdown => {
                                 stop = true;
@@ -966,17 +1050,18 @@ impl Worker {
                                     headers: &rh,
                                     body: view.response_body,
                                 };
-                                let done = &self.completions;
                                 let token = view.token;
-                                match kind {
-                                    FrameKind::Request => {
-                                        let outcome = runner.request(&frame);
-                                        answer(done, port, token, &outcome);
-                                    }
-                                    _ => {
-                                        let outcome = runner.response(&frame, &response);
-                                        answer(done, port, token, &outcome);
-                                    }
+                                let mut paused = false;
+                                if kind == FrameKind::Request {
+                                    let outcome = runner.request(&frame);
+                                    paused = matches!(outcome.verdict, Verdict::Pause { .. });
+                                    answer(done, port, token, &outcome);
+                                } else {
+                                    let outcome = runner.response(&frame, &response);
+                                    answer(done, port, token, &outcome);
+                                }
+                                if paused {
+                                    park_copy(&mut runner, &mut parked, &record, view.request_id);
                                 }
                                 port.frames.fetch_add(1, Ordering::Relaxed);
                                 headers = recycle(h);
@@ -988,8 +1073,18 @@ impl Worker {
             }
             // One wake-up check for the batch's quiet commits (before the
             // worker could sleep, as the ring requires).
-            self.completions.notify();
+            done.notify();
+            if !parked.is_empty() {
+                let now = Instant::now();
+                if now >= next_expiry {
+                    expire(&mut runner, &mut parked, now);
+                    next_expiry = now + EXPIRE_EVERY;
+                }
+            }
             if stop {
+                // Frames still parked get no answer now: expire them, with
+                // their evidence.
+                expire(&mut runner, &mut parked, Instant::now() + PARKED_AT_STOP);
                 return;
             }
             if handled > 0 {
@@ -999,21 +1094,132 @@ impl Worker {
             // The clock is read every 64 empty polls; a zero spin sleeps at
             // once.
             polls = polls.wrapping_add(1);
-            let sleep_now = self.spin.is_zero();
+            let sleep_now = spin.is_zero();
             if !sleep_now && !polls.is_multiple_of(64) {
                 std::hint::spin_loop();
                 continue;
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
-            if sleep_now || since.elapsed() >= self.spin {
+            if sleep_now || since.elapsed() >= spin {
                 // Sleeps on the submission ring's futex; a submitter's
-                // commit (or the shutdown record) wakes it.
-                let _ = self.submissions.wait(Some(Duration::from_secs(1)));
+                // commit (or the shutdown record) wakes it. With frames
+                // parked it wakes in time to expire them.
+                let nap = if parked.is_empty() {
+                    Duration::from_secs(1)
+                } else {
+                    EXPIRE_EVERY
+                };
+                let _ = submissions.wait(Some(nap));
                 idle_since = None;
             } else {
                 std::hint::spin_loop();
             }
         }
+    }
+}
+
+/// How often a worker with parked frames looks for overdue ones.
+const EXPIRE_EVERY: Duration = Duration::from_millis(20);
+
+/// At a worker's stop, parked frames are expired as if this much later.
+const PARKED_AT_STOP: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Counts a malformed record and answers it when it carries a token.
+fn refuse(done: &Producer, port: &Port, record: &[u8], m: Malformed) {
+    port.malformed.fetch_add(1, Ordering::Relaxed);
+    if let Some(token) = codec::peek_token(record) {
+        write_error(done, port, token, m.code(), m.as_str());
+    }
+}
+
+/// Keeps a copy of a frame that just paused in ring memory (whose space is
+/// released after this batch) and points the runner's parked frame at it.
+/// The pause path's allocation: one copy of the record per paused frame.
+fn park_copy(
+    runner: &mut GateRunner,
+    parked: &mut HashMap<u64, Vec<u8>>,
+    record: &[u8],
+    request_id: u64,
+) {
+    let copy = record.to_vec();
+    let body = SubmissionView::decode(&copy)
+        .expect("the same bytes checked out a moment ago")
+        .body;
+    // The copy's heap buffer does not move when the vector moves into the
+    // map, so the body the runner now points at stays put.
+    if runner.move_parked(request_id, body) {
+        parked.insert(request_id, copy);
+    }
+}
+
+/// Resumes a parked frame with its integration answer and answers like a
+/// request.
+fn resume(
+    runner: &mut GateRunner,
+    parked: &mut HashMap<u64, Vec<u8>>,
+    r: &ResumeView<'_>,
+    done: &Producer,
+    port: &Port,
+    headers: &mut Vec<HeaderSlot>,
+) {
+    let Some(copy) = parked.remove(&r.request_id) else {
+        write_error(
+            done,
+            port,
+            r.token,
+            codec::E_NOT_PARKED,
+            "no such frame is parked",
+        );
+        return;
+    };
+    let view = SubmissionView::decode(&copy).expect("checked when it was parked");
+    let mut h: Vec<Header<'_>> = recycle(std::mem::take(headers));
+    view.headers_into(&mut h);
+    let frame = request_frame(&view, &h);
+    let integration = IntegrationAnswer {
+        token: r.pause_token,
+        outcome: r.outcome,
+        body: r.body,
+    };
+    let keep = match runner.resume(&frame, &integration) {
+        Ok(outcome) => {
+            // Paused again by a later plugin: still parked, same copy.
+            let again = matches!(outcome.verdict, Verdict::Pause { .. });
+            answer(done, port, r.token, &outcome);
+            again
+        }
+        Err(ResumeError::WrongToken { .. }) => {
+            write_error(
+                done,
+                port,
+                r.token,
+                codec::E_WRONG_TOKEN,
+                "wrong pause token",
+            );
+            true
+        }
+        Err(ResumeError::NotParked { .. } | ResumeError::OtherFrame { .. }) => {
+            write_error(
+                done,
+                port,
+                r.token,
+                codec::E_NOT_PARKED,
+                "no such frame is parked",
+            );
+            false
+        }
+    };
+    *headers = recycle(h);
+    if keep {
+        parked.insert(r.request_id, copy);
+    }
+}
+
+/// Expires overdue parked frames (the runner records a timeout decision
+/// for each) and drops their copies.
+fn expire(runner: &mut GateRunner, parked: &mut HashMap<u64, Vec<u8>>, now: Instant) {
+    if runner.expire_parked(now) > 0 || runner.parked() != parked.len() {
+        parked.retain(|id, _| runner.is_parked(*id));
     }
 }
 
@@ -1038,20 +1244,9 @@ fn request_frame<'a>(view: &SubmissionView<'a>, headers: &'a [Header<'a>]) -> Re
     }
 }
 
-/// Writes the completion of `outcome`, in place.
+/// Writes the completion of `outcome` (a pause answer for a paused
+/// frame), in place.
 fn answer(completions: &Producer, port: &Port, token: u64, outcome: &Outcome<'_>) {
-    if let Verdict::Pause { .. } = outcome.verdict {
-        // Resuming needs the integration transport, which the submission
-        // ring does not carry yet.
-        write_error(
-            completions,
-            port,
-            token,
-            codec::E_PAUSE,
-            "paused frames are not resumable over the submission ring yet",
-        );
-        return;
-    }
     let len = codec::answer_len(outcome);
     let mut full = false;
     loop {
@@ -1195,6 +1390,62 @@ impl Submitter {
         response: &ResponseFrame<'_>,
     ) -> Result<Ticket<'_>, GateError> {
         self.submit_parts(worker, request.parts(FrameKind::Response, Some(response)))
+    }
+
+    /// Resumes a frame that paused on worker `worker` (its answer's verdict
+    /// was [`Verdict::Pause`]) with the answer to its integration call
+    /// (`answer.token` is the pause's token; a call that timed out is
+    /// answered with [`AnswerOutcome::Timeout`](odock_plugin_abi::AnswerOutcome::Timeout)),
+    /// and waits for the verdict, which is like a request's (and may pause
+    /// again).
+    ///
+    /// # Errors
+    /// As for [`Self::request`]; [`GateError::NotParked`] when no frame of
+    /// `request_id` is parked on that worker (resumed already, or expired:
+    /// its answer came too late); [`GateError::WrongToken`].
+    pub fn resume(
+        &self,
+        worker: usize,
+        request_id: u64,
+        answer: &IntegrationAnswer<'_>,
+    ) -> Result<Answer<'_>, GateError> {
+        self.submit_resume(worker, request_id, answer)?.wait()
+    }
+
+    /// The same as [`Self::resume`], for async code.
+    ///
+    /// # Errors
+    /// As for [`Self::resume`].
+    pub async fn resume_async(
+        &self,
+        worker: usize,
+        request_id: u64,
+        answer: &IntegrationAnswer<'_>,
+    ) -> Result<Answer<'_>, GateError> {
+        self.submit_resume(worker, request_id, answer)?.await
+    }
+
+    /// Submits a resume record; see [`Self::resume`] and [`Self::submit`].
+    ///
+    /// # Errors
+    /// As for [`Self::submit`].
+    pub fn submit_resume(
+        &self,
+        worker: usize,
+        request_id: u64,
+        answer: &IntegrationAnswer<'_>,
+    ) -> Result<Ticket<'_>, GateError> {
+        let len = ResumeView::encoded_len(answer.body).ok_or(GateError::TooLarge)?;
+        self.enqueue(worker, len, |token, buf| {
+            ResumeView::encode(
+                token,
+                request_id,
+                answer.token,
+                answer.outcome,
+                answer.body,
+                buf,
+            );
+        })
     }
 
     /// Hands the finished exchange to the complete gate: the frame is
@@ -1454,7 +1705,8 @@ impl<'s> Ticket<'s> {
             Ok(CompletionView::Error { code }) => Some(match code {
                 codec::E_TOO_LARGE => GateError::AnswerTooLarge,
                 codec::E_SHUTDOWN => GateError::Shutdown,
-                codec::E_PAUSE => GateError::Paused,
+                codec::E_NOT_PARKED => GateError::NotParked,
+                codec::E_WRONG_TOKEN => GateError::WrongToken,
                 codec::E_BAD_COMPLETION => GateError::BadCompletion(
                     Malformed::from_code(answer.buf[3]).unwrap_or(Malformed::Kind),
                 ),

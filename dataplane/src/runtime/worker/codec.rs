@@ -3,18 +3,24 @@
 //! place, into a ring reservation, and decoders that check every length,
 //! count and text field before handing out a view. Nothing here allocates.
 
+use std::time::Duration;
+
+use odock_plugin_abi::AnswerOutcome;
 use odock_plugin_abi::view::Header;
 
 use crate::index::ApiKind;
 use crate::runtime::{Outcome, Verdict};
 
-/// The version of both record layouts.
-pub const VERSION: u8 = 1;
+/// The version of both record layouts (2: pause answers and resume
+/// records; the complete kind left for the complete pool).
+pub const VERSION: u8 = 2;
 
 /// Fixed part of a submission record.
 pub const SUBMISSION_FIXED: usize = 72;
 /// Fixed part of a completion record.
 pub const COMPLETION_FIXED: usize = 40;
+/// Fixed part of a resume record.
+pub const RESUME_FIXED: usize = 32;
 /// Most headers one submitted frame may carry (request and response
 /// headers each).
 pub const MAX_HEADERS: usize = 1024;
@@ -41,6 +47,9 @@ pub enum FrameKind {
     Request = 1,
     /// Run the response gate over a whole answer.
     Response = 2,
+    /// Resume a parked frame with its integration answer (its own layout,
+    /// see [`ResumeView`]).
+    Resume = 4,
     /// Control: the worker stops after this record (sent by the pool only).
     Shutdown = 15,
 }
@@ -50,6 +59,7 @@ impl FrameKind {
         Some(match b {
             1 => FrameKind::Request,
             2 => FrameKind::Response,
+            4 => FrameKind::Resume,
             15 => FrameKind::Shutdown,
             _ => return None,
         })
@@ -299,7 +309,10 @@ impl<'a> SubmissionView<'a> {
         if record[1] != VERSION {
             return Err(Malformed::Version);
         }
-        let kind = FrameKind::from_u8(record[0]).ok_or(Malformed::Kind)?;
+        let kind = match FrameKind::from_u8(record[0]) {
+            Some(k @ (FrameKind::Request | FrameKind::Response | FrameKind::Shutdown)) => k,
+            _ => return Err(Malformed::Kind),
+        };
         let api = api_from(record[2]).ok_or(Malformed::Api)?;
         let present = record[3];
         let count = get32(record, 4) as usize;
@@ -398,9 +411,103 @@ fn pair_total(table: &[u8]) -> u64 {
         .sum()
 }
 
+/// The kind of a submission record (its first byte), if it is one.
+pub fn peek_kind(record: &[u8]) -> Option<FrameKind> {
+    record.first().copied().and_then(FrameKind::from_u8)
+}
+
+/// A checked resume record: the answer to a parked frame's integration
+/// call.
+#[derive(Debug, Clone, Copy)]
+pub struct ResumeView<'a> {
+    /// The submitter's routing token.
+    pub token: u64,
+    /// The parked frame's request id.
+    pub request_id: u64,
+    /// The pause's token (from the pause answer).
+    pub pause_token: u64,
+    /// How the integration call ended.
+    pub outcome: AnswerOutcome,
+    /// The integration's answer.
+    pub body: &'a [u8],
+}
+
+fn outcome_code(o: AnswerOutcome) -> u8 {
+    match o {
+        AnswerOutcome::Ok => 0,
+        AnswerOutcome::Timeout => 1,
+        AnswerOutcome::Failed => 2,
+    }
+}
+
+impl<'a> ResumeView<'a> {
+    /// The length of a resume record carrying `body`; `None` past the
+    /// layout's `u32` length.
+    pub fn encoded_len(body: &[u8]) -> Option<usize> {
+        u32::try_from(body.len()).ok()?;
+        RESUME_FIXED.checked_add(body.len())
+    }
+
+    /// Writes a resume record (exactly [`Self::encoded_len`] bytes).
+    pub fn encode(
+        token: u64,
+        request_id: u64,
+        pause_token: u64,
+        outcome: AnswerOutcome,
+        body: &[u8],
+        buf: &mut [u8],
+    ) {
+        buf[0] = FrameKind::Resume as u8;
+        buf[1] = VERSION;
+        buf[2] = outcome_code(outcome);
+        buf[3] = 0;
+        put32(buf, 4, body.len() as u32);
+        put64(buf, 8, token);
+        put64(buf, 16, request_id);
+        put64(buf, 24, pause_token);
+        buf[RESUME_FIXED..].copy_from_slice(body);
+    }
+
+    /// Checks `record` against the resume layout.
+    ///
+    /// # Errors
+    /// The first rule the record breaks.
+    pub fn decode(record: &'a [u8]) -> Result<ResumeView<'a>, Malformed> {
+        if record.len() < RESUME_FIXED {
+            return Err(Malformed::Short);
+        }
+        if record[1] != VERSION {
+            return Err(Malformed::Version);
+        }
+        if record[0] != FrameKind::Resume as u8 {
+            return Err(Malformed::Kind);
+        }
+        let outcome = match record[2] {
+            0 => AnswerOutcome::Ok,
+            1 => AnswerOutcome::Timeout,
+            2 => AnswerOutcome::Failed,
+            _ => return Err(Malformed::Kind),
+        };
+        if record[3] != 0 {
+            return Err(Malformed::Reserved);
+        }
+        if RESUME_FIXED as u64 + u64::from(get32(record, 4)) != record.len() as u64 {
+            return Err(Malformed::Length);
+        }
+        Ok(ResumeView {
+            token: get64(record, 8),
+            request_id: get64(record, 16),
+            pause_token: get64(record, 24),
+            outcome,
+            body: &record[RESUME_FIXED..],
+        })
+    }
+}
+
 /// Completion kinds.
 pub(super) const ANSWER: u8 = 1;
 pub(super) const ERROR: u8 = 2;
+pub(super) const PAUSE: u8 = 3;
 
 /// Completion flags.
 pub(super) const CHANGED: u8 = 1;
@@ -411,10 +518,20 @@ pub(super) const BODY: u8 = 2;
 pub(super) const E_TOO_LARGE: u8 = 33;
 pub(super) const E_SHUTDOWN: u8 = 34;
 pub(super) const E_BAD_COMPLETION: u8 = 35;
-pub(super) const E_PAUSE: u8 = 36;
+pub(super) const E_NOT_PARKED: u8 = 37;
+pub(super) const E_WRONG_TOKEN: u8 = 38;
 
 /// The length of the completion of `outcome`.
 pub(super) fn answer_len(outcome: &Outcome<'_>) -> usize {
+    if let Verdict::Pause {
+        integration,
+        payload,
+        plugin,
+        ..
+    } = outcome.verdict
+    {
+        return COMPLETION_FIXED + integration.len() + plugin.len() + payload.len();
+    }
     let mut len = COMPLETION_FIXED;
     if let Verdict::Block { reason, plugin, .. } = outcome.verdict {
         len += reason.len() + plugin.len();
@@ -441,8 +558,32 @@ pub(super) fn encode_answer(token: u64, outcome: &Outcome<'_>, buf: &mut [u8]) {
     buf[1] = VERSION;
     put64(buf, 8, token);
     let (reason, plugin) = match outcome.verdict {
-        // Paused frames are answered with an error before encoding.
-        Verdict::Continue | Verdict::Pause { .. } => ("", ""),
+        Verdict::Pause {
+            integration,
+            payload,
+            timeout,
+            token: pause_token,
+            plugin,
+        } => {
+            // A paused frame changed nothing yet: the pause is all.
+            buf[0] = PAUSE;
+            put32(
+                buf,
+                4,
+                u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            );
+            put32(buf, 16, integration.len() as u32);
+            put32(buf, 20, plugin.len() as u32);
+            put64(buf, 24, pause_token);
+            put32(buf, 32, payload.len() as u32);
+            let mut at = COMPLETION_FIXED;
+            put_bytes(buf, &mut at, integration.as_bytes());
+            put_bytes(buf, &mut at, plugin.as_bytes());
+            put_bytes(buf, &mut at, payload);
+            debug_assert_eq!(at, buf.len());
+            return;
+        }
+        Verdict::Continue => ("", ""),
         Verdict::Block {
             status,
             reason,
@@ -545,6 +686,9 @@ impl<'a> CompletionView<'a> {
             return Err(Malformed::Reserved);
         }
         let reason_len = get32(record, 16) as usize;
+        if record[0] == PAUSE {
+            return decode_pause(record).map(CompletionView::Answer);
+        }
         match record[0] {
             ERROR => {
                 if COMPLETION_FIXED as u64 + reason_len as u64 != record.len() as u64 {
@@ -624,6 +768,46 @@ impl<'a> CompletionView<'a> {
             body: (flags & BODY != 0).then_some(&record[at..]),
         }))
     }
+}
+
+/// A pause answer: timeout (ms) at 4, integration and plugin lengths at 16
+/// and 20, the pause token at 24, payload length at 32; then integration,
+/// plugin, payload.
+fn decode_pause(record: &[u8]) -> Result<AnswerView<'_>, Malformed> {
+    if record[2] != 0 || record[3] != 0 {
+        return Err(Malformed::Reserved);
+    }
+    let (integration_len, plugin_len, payload_len) = (
+        u64::from(get32(record, 16)),
+        u64::from(get32(record, 20)),
+        u64::from(get32(record, 32)),
+    );
+    if COMPLETION_FIXED as u64 + integration_len + plugin_len + payload_len != record.len() as u64 {
+        return Err(Malformed::Length);
+    }
+    let mut at = COMPLETION_FIXED;
+    let mut text = |n: u64| {
+        let bytes = &record[at..at + n as usize];
+        at += n as usize;
+        std::str::from_utf8(bytes).map_err(|_| Malformed::Text)
+    };
+    let integration = text(integration_len)?;
+    let plugin = text(plugin_len)?;
+    Ok(AnswerView {
+        verdict: Verdict::Pause {
+            integration,
+            payload: &record[COMPLETION_FIXED + (integration_len + plugin_len) as usize..],
+            timeout: Duration::from_millis(u64::from(get32(record, 4))),
+            token: get64(record, 24),
+            plugin,
+        },
+        changed: false,
+        header_table: &[],
+        meta_table: &[],
+        header_bytes: &[],
+        meta_bytes: &[],
+        body: None,
+    })
 }
 
 impl<'a> AnswerView<'a> {
@@ -764,6 +948,32 @@ mod tests {
             SubmissionView::decode(&buf).unwrap_err(),
             Malformed::Reserved
         );
+    }
+
+    #[test]
+    fn resume_records_round_trip_and_truncations_are_refused() {
+        let len = ResumeView::encoded_len(b"approve").unwrap();
+        let mut buf = vec![0u8; len];
+        ResumeView::encode(3, 42, 77, AnswerOutcome::Timeout, b"approve", &mut buf);
+        assert_eq!(peek_kind(&buf), Some(FrameKind::Resume));
+        let view = ResumeView::decode(&buf).unwrap();
+        assert_eq!(
+            (view.token, view.request_id, view.pause_token, view.body),
+            (3, 42, 77, &b"approve"[..])
+        );
+        assert_eq!(view.outcome, AnswerOutcome::Timeout);
+        for cut in 0..buf.len() {
+            assert!(ResumeView::decode(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = buf.clone();
+        bad[2] = 9;
+        assert_eq!(ResumeView::decode(&bad).unwrap_err(), Malformed::Kind);
+        // Not a frame record.
+        let long = [7u8; 64];
+        let mut buf = vec![0u8; ResumeView::encoded_len(&long).unwrap()];
+        ResumeView::encode(3, 42, 77, AnswerOutcome::Ok, &long, &mut buf);
+        assert!(ResumeView::decode(&buf).is_ok());
+        assert_eq!(SubmissionView::decode(&buf).unwrap_err(), Malformed::Kind);
     }
 
     #[test]
