@@ -195,7 +195,6 @@ fn route<S: Storage>(
         pid,
         role,
     };
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let change = !matches!(*method, Method::GET | Method::HEAD);
     if change && role != Role::Admin {
         return err_reply(ApiError::new(
@@ -203,44 +202,55 @@ fn route<S: Storage>(
             format!("peer uid {uid} gid {gid} has the read-only role; changes need admin"),
         ));
     }
-    let result = match (method.clone(), segs.as_slice()) {
-        (Method::GET, ["metrics"]) => {
+    let (op, params) = match find(method.as_str(), path) {
+        Ok(found) => found,
+        Err(e) => return err_reply(e),
+    };
+    let name = params.first().copied().unwrap_or("");
+    let result = match op {
+        Op::Metrics => {
             return Reply::Text(200, "text/plain; version=0.0.4", metrics(ctl));
         }
-        (Method::GET, ["v1", "status"]) => Ok(status(ctl, &actor)),
-        (Method::GET, ["v1", "plugins"]) => {
+        Op::Status => Ok(status(ctl, &actor)),
+        Op::ListPlugins => {
             let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(json_reply(
                 200,
                 s.state().plugins.values().collect::<Vec<_>>(),
             ))
         }
-        (Method::GET, ["v1", "plugins", name]) => {
+        Op::GetPlugin => {
             let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
             s.state()
                 .plugins
-                .get(*name)
+                .get(name)
                 .map(|p| json_reply(200, p))
                 .ok_or_else(|| ApiError::new(404, format!("no plugin {name:?}")))
         }
-        (Method::POST, ["v1", "plugins"]) => parse::<PluginRequest>(body)
+        Op::AddPlugin => parse::<PluginRequest>(body)
             .and_then(|r| inspect_plugin(&r))
             .and_then(|p| apply(ctl, Change::AddPlugin(p), &actor)),
-        (Method::DELETE, ["v1", "plugins", name]) => {
-            apply(ctl, Change::RemovePlugin((*name).into()), &actor)
-        }
-        (Method::GET, ["v1", "scopes"]) => {
+        Op::RemovePlugin => apply(ctl, Change::RemovePlugin(name.into()), &actor),
+        Op::ListScopes => {
             let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(json_reply(
                 200,
                 s.state().scopes.values().collect::<Vec<_>>(),
             ))
         }
-        (Method::POST, ["v1", "scopes"]) => {
+        Op::GetScope => {
+            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+            s.state()
+                .scopes
+                .get(name)
+                .map(|p| json_reply(200, p))
+                .ok_or_else(|| ApiError::new(404, format!("no scope {name:?}")))
+        }
+        Op::AddScope => {
             parse::<ScopeDef>(body).and_then(|s| apply(ctl, Change::PutScope(s, false), &actor))
         }
-        (Method::PUT, ["v1", "scopes", name]) => parse::<ScopeDef>(body).and_then(|s| {
-            if s.name != *name {
+        Op::PutScope => parse::<ScopeDef>(body).and_then(|s| {
+            if s.name != name {
                 return Err(ApiError::field(
                     422,
                     "name",
@@ -249,29 +259,27 @@ fn route<S: Storage>(
             }
             apply(ctl, Change::PutScope(s, true), &actor)
         }),
-        (Method::DELETE, ["v1", "scopes", name]) => {
-            apply(ctl, Change::RemoveScope((*name).into()), &actor)
-        }
-        (Method::GET, ["v1", "bindings"]) => {
+        Op::RemoveScope => apply(ctl, Change::RemoveScope(name.into()), &actor),
+        Op::ListBindings => {
             let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(json_reply(
                 200,
                 s.state().bindings.values().collect::<Vec<_>>(),
             ))
         }
-        (Method::GET, ["v1", "bindings", name]) => {
+        Op::GetBinding => {
             let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
             s.state()
                 .bindings
-                .get(*name)
+                .get(name)
                 .map(|b| json_reply(200, b))
                 .ok_or_else(|| ApiError::new(404, format!("no binding {name:?}")))
         }
-        (Method::POST, ["v1", "bindings"]) => {
+        Op::AddBinding => {
             parse::<Binding>(body).and_then(|b| apply(ctl, Change::PutBinding(b, false), &actor))
         }
-        (Method::PUT, ["v1", "bindings", name]) => parse::<Binding>(body).and_then(|b| {
-            if b.name != *name {
+        Op::PutBinding => parse::<Binding>(body).and_then(|b| {
+            if b.name != name {
                 return Err(ApiError::field(
                     422,
                     "name",
@@ -280,20 +288,14 @@ fn route<S: Storage>(
             }
             apply(ctl, Change::PutBinding(b, true), &actor)
         }),
-        (Method::DELETE, ["v1", "bindings", name]) => {
-            apply(ctl, Change::RemoveBinding((*name).into()), &actor)
-        }
-        (Method::POST, ["v1", "bindings", name, "enable"]) => {
-            apply(ctl, Change::SetEnabled((*name).into(), true), &actor)
-        }
-        (Method::POST, ["v1", "bindings", name, "disable"]) => {
-            apply(ctl, Change::SetEnabled((*name).into(), false), &actor)
-        }
-        (Method::GET, ["v1", "history"]) => {
+        Op::RemoveBinding => apply(ctl, Change::RemoveBinding(name.into()), &actor),
+        Op::Enable => apply(ctl, Change::SetEnabled(name.into(), true), &actor),
+        Op::Disable => apply(ctl, Change::SetEnabled(name.into(), false), &actor),
+        Op::History => {
             let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
             Ok(json_reply(200, s.history()))
         }
-        (Method::POST, ["v1", "rollback"]) => {
+        Op::Rollback => {
             #[derive(serde::Deserialize)]
             #[serde(deny_unknown_fields)]
             struct Rollback {
@@ -309,15 +311,125 @@ fn route<S: Storage>(
                 ))
             })
         }
-        (Method::GET, ["v1", "dataplanes"]) => Ok(json_reply(200, dataplanes(ctl))),
-        (Method::GET, ["v1", "evidence"]) => Filter::parse(query).and_then(|f| evidence(ctl, f)),
-        (_, ["v1", ..] | ["metrics"]) => Err(ApiError::new(
-            if segs.len() > 1 { 405 } else { 404 },
-            format!("no route {method} {path}"),
-        )),
-        _ => Err(ApiError::new(404, format!("no route {method} {path}"))),
+        Op::Dataplanes => Ok(json_reply(200, dataplanes(ctl))),
+        Op::Evidence => Filter::parse(query).and_then(|f| evidence(ctl, f)),
     };
     result.unwrap_or_else(err_reply)
+}
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Metrics,
+    Status,
+    ListPlugins,
+    GetPlugin,
+    AddPlugin,
+    RemovePlugin,
+    ListScopes,
+    GetScope,
+    AddScope,
+    PutScope,
+    RemoveScope,
+    ListBindings,
+    GetBinding,
+    AddBinding,
+    PutBinding,
+    RemoveBinding,
+    Enable,
+    Disable,
+    History,
+    Rollback,
+    Dataplanes,
+    Evidence,
+}
+
+/// One route: a method, a path pattern (`{name}` matches one non-empty
+/// path segment), and what it does.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// The HTTP method.
+    pub method: &'static str,
+    /// The path pattern, as written in `docs/openapi.json`.
+    pub path: &'static str,
+    op: Op,
+}
+
+const fn r(method: &'static str, path: &'static str, op: Op) -> Route {
+    Route { method, path, op }
+}
+
+/// Every route the API serves: the router looks requests up in this
+/// table, and `docs/openapi.json` must describe exactly these (a test
+/// checks it).
+pub const ROUTES: &[Route] = &[
+    r("GET", "/metrics", Op::Metrics),
+    r("GET", "/v1/status", Op::Status),
+    r("GET", "/v1/plugins", Op::ListPlugins),
+    r("POST", "/v1/plugins", Op::AddPlugin),
+    r("GET", "/v1/plugins/{name}", Op::GetPlugin),
+    r("DELETE", "/v1/plugins/{name}", Op::RemovePlugin),
+    r("GET", "/v1/scopes", Op::ListScopes),
+    r("POST", "/v1/scopes", Op::AddScope),
+    r("GET", "/v1/scopes/{name}", Op::GetScope),
+    r("PUT", "/v1/scopes/{name}", Op::PutScope),
+    r("DELETE", "/v1/scopes/{name}", Op::RemoveScope),
+    r("GET", "/v1/bindings", Op::ListBindings),
+    r("POST", "/v1/bindings", Op::AddBinding),
+    r("GET", "/v1/bindings/{name}", Op::GetBinding),
+    r("PUT", "/v1/bindings/{name}", Op::PutBinding),
+    r("DELETE", "/v1/bindings/{name}", Op::RemoveBinding),
+    r("POST", "/v1/bindings/{name}/enable", Op::Enable),
+    r("POST", "/v1/bindings/{name}/disable", Op::Disable),
+    r("GET", "/v1/history", Op::History),
+    r("POST", "/v1/rollback", Op::Rollback),
+    r("GET", "/v1/dataplanes", Op::Dataplanes),
+    r("GET", "/v1/evidence", Op::Evidence),
+];
+
+/// The path parameters of `pattern` matched against `path`, or `None`.
+fn match_path<'p>(pattern: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut params = Vec::new();
+    let mut want = pattern.trim_matches('/').split('/');
+    let mut got = path.trim_matches('/').split('/');
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return Some(params),
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') && !g.is_empty() => {
+                params.push(g)
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return None,
+        }
+    }
+}
+
+/// Looks `method path` up in [`ROUTES`].
+///
+/// # Errors
+/// 404 when no route has the path; 405 when one has it with another
+/// method.
+fn find<'p>(method: &str, path: &'p str) -> Result<(Op, Vec<&'p str>), ApiError> {
+    let mut allowed = Vec::new();
+    for route in ROUTES {
+        if let Some(params) = match_path(route.path, path) {
+            if route.method == method {
+                return Ok((route.op, params));
+            }
+            allowed.push(route.method);
+        }
+    }
+    if allowed.is_empty() {
+        Err(ApiError::new(404, format!("no route {method} {path}")))
+    } else {
+        Err(ApiError::new(
+            405,
+            format!(
+                "{method} is not served on {path} (it answers {})",
+                allowed.join(", ")
+            ),
+        ))
+    }
 }
 
 fn apply<S: Storage>(ctl: &Control<S>, change: Change, actor: &Actor) -> Result<Reply, ApiError> {
@@ -679,4 +791,27 @@ fn metrics<S: Storage>(ctl: &Control<S>) -> String {
         );
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_found_and_others_are_404_or_405() {
+        for route in ROUTES {
+            let path = route.path.replace("{name}", "x.y-z");
+            let (op, params) = find(route.method, &path).unwrap();
+            assert_eq!(op, route.op, "{} {}", route.method, route.path);
+            assert_eq!(params.len(), route.path.matches('{').count());
+        }
+        assert_eq!(find("GET", "/v1/nothing").unwrap_err().status, 404);
+        assert_eq!(find("GET", "/v1/plugins/a/b").unwrap_err().status, 404);
+        assert_eq!(find("GET", "/v1/plugins//x").unwrap_err().status, 404);
+        let e = find("PATCH", "/v1/bindings/b").unwrap_err();
+        assert_eq!(e.status, 405);
+        assert!(e.error.contains("GET, PUT, DELETE"), "{}", e.error);
+        let (_, params) = find("POST", "/v1/bindings/guard/enable").unwrap();
+        assert_eq!(params, ["guard"]);
+    }
 }
