@@ -24,7 +24,7 @@ use odock_dataplane::runtime::{
 use odock_plugin_abi::AnswerOutcome;
 use odock_plugin_abi::view::Header;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::body::GateBody;
@@ -46,17 +46,24 @@ pub(crate) struct WorkerSetup {
 /// A listener with `SO_REUSEPORT`, so every thread accepts on the same
 /// address and the kernel spreads connections over them.
 pub(crate) fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
+    use rustix::net::{AddressFamily, SocketType, sockopt};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
     } else {
-        TcpSocket::new_v6()?
+        AddressFamily::INET6
     };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.set_nodelay(true)?;
-    socket.bind(addr)?;
-    let listener = socket.listen(1024)?;
-    listener.into_std()
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+        None,
+    )?;
+    sockopt::set_socket_reuseaddr(&fd, true)?;
+    sockopt::set_socket_reuseport(&fd, true)?;
+    sockopt::set_tcp_nodelay(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    rustix::net::listen(&fd, 1024)?;
+    Ok(std::net::TcpListener::from(fd))
 }
 
 /// How long open exchanges get to finish at shutdown.
@@ -479,7 +486,26 @@ async fn exchange(
         } => {
             record_overhead(w, overhead);
             Counters::bump(&w.shared.counters.blocked);
-            return blocked(mcp, &body, status, &reason, &plugin);
+            let (resp, sent) = blocked(mcp, &body, status, &reason, &plugin);
+            // The complete gate sees blocked exchanges too (audit wants
+            // them): the request as the gate left it, the answer given.
+            let ex = Exchange {
+                w: Rc::clone(w),
+                key: key.clone(),
+                api: id.api,
+                mcp,
+                request_id,
+                up_headers: in_headers,
+                up_body: body,
+                status: resp.status().as_u16(),
+                resp_headers: json_headers(),
+            };
+            return resp.map(|b| {
+                b.on_end(Box::new(move || {
+                    let headers = ex.resp_headers.clone();
+                    ex.complete(&headers, &sent);
+                }))
+            });
         }
         Decision::Continue { headers, body: b } => {
             (headers.unwrap_or(in_headers), b.unwrap_or(body))
@@ -644,10 +670,9 @@ async fn whole(
             plugin,
         } => {
             Counters::bump(&w.shared.counters.blocked);
-            let resp = blocked(ex.mcp, &ex.up_body, status, &reason, &plugin);
-            let sent = format!("blocked by {plugin}: {reason}");
-            let headers = ex.resp_headers.clone();
-            resp.map(|b| b.on_end(Box::new(move || ex.complete(&headers, sent.as_bytes()))))
+            let (resp, sent) = blocked(ex.mcp, &ex.up_body, status, &reason, &plugin);
+            let headers = json_headers();
+            resp.map(|b| b.on_end(Box::new(move || ex.complete(&headers, &sent))))
         }
         Decision::Pause { .. } => {
             // The runner only pauses at the request gate.
@@ -869,19 +894,20 @@ fn upstream_failed(w: &Worker, message: &str) -> Response<GateBody> {
 }
 
 /// The caller's answer to a block: the plugin's status and its
-/// user-visible reason, never the internal detail.
+/// user-visible reason, never the internal detail. Also returns the body,
+/// for the complete gate.
 fn blocked(
     mcp: bool,
     request: &[u8],
     status: u16,
     reason: &str,
     plugin: &str,
-) -> Response<GateBody> {
+) -> (Response<GateBody>, Bytes) {
     let status = StatusCode::from_u16(status)
         .ok()
         .filter(|s| s.is_client_error() || s.is_server_error())
         .unwrap_or(StatusCode::FORBIDDEN);
-    let mut resp = if mcp {
+    let (http_status, body) = if mcp {
         // A JSON-RPC error for the message's id, over HTTP 200 so MCP
         // clients read it as the call's error.
         let id = serde_json::from_slice::<serde_json::Value>(request)
@@ -897,19 +923,31 @@ fn blocked(
                 "data": {"status": status.as_u16(), "plugin": plugin},
             },
         });
-        let mut r = Response::new(GateBody::full(body.to_string()));
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        r
+        (StatusCode::OK, body)
     } else {
-        error(status, "odock_policy", "blocked", reason, None)
+        (
+            status,
+            json!({"error": {"message": reason, "type": "odock_policy", "param": null, "code": "blocked"}}),
+        )
     };
+    let body = Bytes::from(body.to_string());
+    let mut resp = Response::new(GateBody::full(body.clone()));
+    *resp.status_mut() = http_status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(plugin) {
         resp.headers_mut().insert("x-odock-blocked-by", v);
     }
-    resp
+    (resp, body)
+}
+
+fn json_headers() -> Owned {
+    vec![(
+        Bytes::from_static(b"content-type"),
+        Bytes::from_static(b"application/json"),
+    )]
 }
 
 /// An OpenAI-style error answer.
