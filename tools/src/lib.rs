@@ -4,5 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod demo;
 pub mod gateway;
 pub mod mock;
+pub mod up;
