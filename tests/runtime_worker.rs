@@ -1081,3 +1081,168 @@ fn a_paused_frame_whose_answer_never_comes_is_expired() {
         pool.shutdown();
     });
 }
+
+/// A probe joining the response gate per chunk (`per_chunk`) or with the
+/// whole body.
+fn response_probe(name: &str, per_chunk: bool) -> PluginSource {
+    let mode = if per_chunk {
+        "ODOCK_RESPONSE_PER_CHUNK"
+    } else {
+        "ODOCK_RESPONSE_WHOLE_BODY"
+    };
+    plugin_support::probe_plugin(name, &[("RESPONSE_MODE", mode)])
+}
+
+fn on_response(plugin: &str, priority: i32, config: &str) -> BindingSpec {
+    BindingSpec {
+        priority: [None, Some(priority), None],
+        ..bind(plugin, priority, Scope::default(), config)
+    }
+}
+
+/// The submitted version of runtime_chain's
+/// `a_stream_of_1000_chunks_with_a_redaction_in_the_middle`: a stream is
+/// opened on a worker, its 1,000 chunks go through the rings in order
+/// (blocking and async), only the chunk with the secret comes back
+/// changed, the whole-body plugin sees the whole answer once at the end,
+/// and the last chunk closes the stream.
+#[test]
+fn a_stream_of_1000_chunks_with_a_redaction_in_the_middle_over_the_rings() {
+    watchdog(Duration::from_secs(120), || {
+        let (pool, recorder) = recorded_pool(
+            &[
+                response_probe("dlp-chunk", true),
+                response_probe("audit-whole", false),
+            ],
+            vec![
+                on_response("dlp-chunk", 1, "redact:SECRET"),
+                on_response("audit-whole", 2, "redact:never;evidence:audit.saw_all"),
+            ],
+            |_| {},
+        );
+        let submitter = pool.submitter();
+        let request = GateFrame::new(RequestFrame {
+            request_id: 31,
+            body: br#"{"model":"gpt-4o","stream":true,"messages":[]}"#,
+            ..RequestFrame::default()
+        });
+        let headers = [Header::new(b"content-type", b"text/event-stream")];
+        let mut stream = submitter.open_stream(0, &request, 200, &headers).unwrap();
+        assert!(stream.buffers(), "the chain has a whole-body plugin");
+        let mut out_bytes = Vec::new();
+        for i in 0..1000u64 {
+            let text = if i == 500 {
+                "data: {\"choices\":[{\"delta\":{\"content\":\"the SECRET is out\"}}]}\n\n"
+                    .to_string()
+            } else {
+                format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"token {i}\"}}}}]}}\n\n")
+            };
+            assert_eq!(stream.next_index(), i);
+            let last = i == 999;
+            let answer = if i % 2 == 0 {
+                submitter.chunk(&mut stream, text.as_bytes(), last).unwrap()
+            } else {
+                block_on(submitter.chunk_async(&mut stream, text.as_bytes(), last)).unwrap()
+            };
+            assert_eq!(answer.verdict(), Verdict::Continue, "chunk {i}");
+            assert_eq!(answer.body().is_some(), i == 500, "chunk {i}");
+            out_bytes.extend_from_slice(answer.body().unwrap_or(text.as_bytes()));
+        }
+        let all = String::from_utf8(out_bytes).unwrap();
+        assert!(all.contains("the ****** is out") && !all.contains("SECRET"));
+        assert!(all.contains("token 0") && all.contains("token 999"));
+        // The last chunk closed the stream.
+        assert_eq!(
+            submitter
+                .chunk(&mut stream, b"data: late\n\n", true)
+                .unwrap_err(),
+            GateError::NoSuchStream
+        );
+        pool.shutdown();
+        let events = recorder.events();
+        let count = |prefix: &str| events.iter().filter(|e| e.starts_with(prefix)).count();
+        // The per-chunk plugin ran 1000 times, the whole-body one once.
+        assert_eq!(count("decision dlp-chunk Response 31"), 1000);
+        assert_eq!(count("decision audit-whole Response 31"), 1);
+        assert_eq!(count("evidence audit.saw_all 31"), 1, "{events:?}");
+        assert_eq!(count("skip "), 0, "{events:?}");
+    });
+}
+
+/// The stream table is bounded (a full one is refused), a chunk out of
+/// order is refused and leaves the stream open, and streams that stop
+/// sending are reclaimed after the idle time with a `stream_abandoned`
+/// skip record, making room for new ones.
+#[test]
+fn streams_are_bounded_ordered_and_reclaimed_when_abandoned() {
+    watchdog(Duration::from_secs(120), || {
+        let (pool, recorder) = recorded_pool(
+            &[response_probe("dlp-chunk", true)],
+            vec![on_response("dlp-chunk", 1, "redact:SECRET")],
+            |c| {
+                c.streams = 2;
+                c.stream_idle = Duration::from_millis(100);
+            },
+        );
+        let submitter = pool.submitter();
+        let request = GateFrame::new(RequestFrame {
+            request_id: 5,
+            body: b"{}",
+            ..RequestFrame::default()
+        });
+        let mut a = submitter.open_stream(0, &request, 200, &[]).unwrap();
+        let b = submitter.open_stream(0, &request, 200, &[]).unwrap();
+        assert_ne!(a.id(), b.id());
+        assert!(!a.buffers());
+        assert_eq!(
+            submitter.open_stream(0, &request, 200, &[]).unwrap_err(),
+            GateError::StreamsFull
+        );
+        let answer = submitter.chunk(&mut a, b"data: SECRET\n\n", false).unwrap();
+        assert_eq!(answer.body(), Some(&b"data: ******\n\n"[..]));
+        drop(answer);
+        // A chunk record (the documented layout) that skips index 1.
+        let mut record = vec![0u8; 32 + 2];
+        record[0] = 6;
+        record[1] = 2;
+        record[4..8].copy_from_slice(&2u32.to_le_bytes());
+        record[16..24].copy_from_slice(&a.id().to_le_bytes());
+        record[24..32].copy_from_slice(&2u64.to_le_bytes());
+        assert_eq!(
+            submitter
+                .submit_record(0, &record)
+                .unwrap()
+                .wait()
+                .unwrap_err(),
+            GateError::ChunkOutOfOrder
+        );
+        // Still open, at index 1.
+        submitter.chunk(&mut a, b"data: x\n\n", false).unwrap();
+        // Nothing more comes on either stream: the worker reclaims both
+        // (the watchdog bounds the wait).
+        let abandoned = || {
+            recorder
+                .events()
+                .iter()
+                .filter(|e| e.as_str() == "skip stream_abandoned 1")
+                .count()
+        };
+        while abandoned() < 2 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            submitter.chunk(&mut a, b"data: x\n\n", true).unwrap_err(),
+            GateError::NoSuchStream
+        );
+        let mut c = submitter.open_stream(0, &request, 200, &[]).unwrap();
+        assert_ne!(c.id(), a.id(), "a reused entry has a new generation");
+        assert_eq!(
+            submitter
+                .chunk(&mut c, b"data: done\n\n", true)
+                .unwrap()
+                .verdict(),
+            Verdict::Continue
+        );
+        pool.shutdown();
+    });
+}

@@ -17,5 +17,6 @@ pub use runner::{
 };
 pub use sink::RingSink;
 pub use worker::{
-    Answer, GateError, GateFrame, PoolConfig, PoolError, Submitter, Ticket, WorkerPool, WorkerStats,
+    Answer, GateError, GateFrame, PoolConfig, PoolError, Stream, Submitter, Ticket, WorkerPool,
+    WorkerStats,
 };

@@ -68,9 +68,10 @@
 //! Submission (written by a submitter, read by the worker):
 //!
 //! ```text
-//! 0   u8   kind: 1 request, 2 response, 15 shutdown (pool only); 4 is a
-//!          resume (its own layout, below); 3 (once complete) is refused:
-//!          the complete gate has its own pool
+//! 0   u8   kind: 1 request, 2 response, 5 stream open (status and
+//!          response headers, no response body), 15 shutdown (pool only);
+//!          4 resume and 6 chunk have their own layouts (below); 3 (once
+//!          complete) is refused: the complete gate has its own pool
 //! 1   u8   version (2)
 //! 2   u8   API kind: 0 unknown, 1 OpenAI chat, 2 OpenAI responses,
 //!          3 Anthropic messages, 4 MCP
@@ -81,7 +82,7 @@
 //! 24  u32 × 8  text field lengths: method, path, tenant, virtual key,
 //!          environment, model, MCP server, MCP tool (0 when absent)
 //! 56  u32  body length
-//! 60  u32  status (response frames; 0 otherwise)
+//! 60  u32  status (response and stream open frames; 0 otherwise)
 //! 64  header table: count × (name length u32, value length u32)
 //! ..  the text fields in order, then each header's name and value, then
 //!     the body
@@ -102,10 +103,24 @@
 //! 32  the integration's answer
 //! ```
 //!
+//! Chunk (written by a submitter, read by the worker; see "Streams"):
+//!
+//! ```text
+//! 0   u8   kind: 6
+//! 1   u8   version (2)
+//! 2   u8   flags: bit 0 LAST (no chunk follows)
+//! 3   u8   reserved, 0
+//! 4   u32  chunk length
+//! 8   u64  token
+//! 16  u64  stream id (from the open's answer)
+//! 24  u64  chunk index (0, 1, ...)
+//! 32  the chunk's bytes
+//! ```
+//!
 //! Completion (written by the worker, read by the drainer):
 //!
 //! ```text
-//! 0   u8   kind: 1 answer, 2 error, 3 pause
+//! 0   u8   kind: 1 answer, 2 error, 3 pause, 4 stream opened
 //! 1   u8   version (2)
 //! 2   u8   answer: verdict, 0 continue, 1 block; error: the error code
 //! 3   u8   flags: bit 0 CHANGED (the header and metadata lists follow),
@@ -132,6 +147,10 @@
 //! 32  u32  payload length              36  u32  reserved, 0
 //! 40  integration name, plugin, payload
 //! ```
+//!
+//! A stream opened (kind 4) is the fixed part alone: byte 2 bit 0 set when
+//! the stream's chain has whole-body plugins (its chunks are buffered), the
+//! stream id at 24; every other byte 0.
 //!
 //! An unchanged frame (the common, read-only case) costs a 40-byte
 //! completion plus the block reason and plugin: the caller keeps its own
@@ -229,6 +248,36 @@
 //! (sleeping at most that long). Frames are parked by request id, per
 //! worker: a frame is resumed on the worker it paused on.
 //!
+//! # Streams
+//!
+//! A streamed (SSE) answer goes through the response gate chunk by chunk
+//! ([`GateRunner::response_chunk`]), which keeps per-stream state
+//! ([`StreamState`]) between chunks. [`Submitter::open_stream`] sends a
+//! stream open record (the request frame, the response's status and
+//! headers); the worker takes a free entry of its *stream table*
+//! ([`PoolConfig::streams`] entries, owned by the worker thread), copies
+//! the record into the entry's buffer (kept between streams: every
+//! chunk's frame views it), asks the runner for the stream's state, and
+//! answers with the stream id (`generation << 32 | entry`, so a stale or
+//! forged id matches nothing). [`Submitter::chunk`] sends each chunk with
+//! its index; the answer is the chunk's outcome (verdict, the chunk as the
+//! chain left it, and on chunk 0 the response headers).
+//!
+//! | stream entry | on | then |
+//! |---|---|---|
+//! | free → open | a stream open | answered with the id |
+//! | (none free) | a stream open | [`GateError::StreamsFull`], after reclaiming idle streams |
+//! | open → open | the next chunk | its outcome |
+//! | open → open | a chunk of another index | [`GateError::ChunkOutOfOrder`] |
+//! | open → free | the last chunk, or a chunk that is blocked | its outcome |
+//! | open → free | no chunk for [`PoolConfig::stream_idle`] | a `stream_abandoned` skip record |
+//! | open → free | the worker stops | a `stream_abandoned` skip record |
+//! | free | a chunk | [`GateError::NoSuchStream`] |
+//!
+//! Chunks of one stream go one at a time: [`Submitter::chunk`] takes the
+//! [`Stream`] by `&mut` and returns once the outcome is in. The worker
+//! looks for idle streams every 20 ms while any is open.
+//!
 //! # Shutdown
 //!
 //! [`WorkerPool::shutdown`] (also run on drop): sets `closed` (SeqCst);
@@ -254,8 +303,6 @@
 //! - The rings are heap rings inside the gateway's process; the layout and
 //!   checks are written for a peer in another process (offsets and lengths
 //!   only, every field validated), but no memfd backing is wired yet.
-//! - Streamed answers (`GateRunner::response_chunk` and its per-stream
-//!   state) are not carried; a response frame carries the whole body.
 //!
 //! # Allocation
 //!
@@ -268,6 +315,12 @@
 //! copies the completion into; a larger answer grows that slot's buffer once
 //! and it stays grown. Registering a waker clones it (an executor's clone is
 //! usually a reference count). Errors carry `'static` text.
+//!
+//! Off the per-frame path: a pause copies the frame's record (see "Pause
+//! and resume"); a stream open asks the runner for the stream's state
+//! (which owns its scope key) and grows its table entry's buffer the first
+//! time; a chunk allocates nothing more, but for what the runner buffers
+//! for whole-body plugins (up to [`PoolConfig::stream_buffer`]).
 
 mod codec;
 mod slots;
@@ -284,11 +337,14 @@ use std::time::{Duration, Instant};
 
 use odock_plugin_abi::view::Header;
 
-use self::codec::{CompletionView, FrameKind, ResumeView, SubmissionParts, SubmissionView};
+use self::codec::{
+    ChunkView, CompletionView, FrameKind, ResumeView, SubmissionParts, SubmissionView,
+};
 use self::slots::{ABANDONED, DONE, FREE, PENDING, Slot, Slots, Waiter, lock};
 use super::complete::{CompleteConfig, CompletePool, CompleteSubmitter, SubmitError};
 use super::{
-    GateRunner, Outcome, RequestFrame, ResponseFrame, ResumeError, Runtime, RuntimeSink, Verdict,
+    ChunkFrame, GateRunner, Outcome, RequestFrame, ResponseFrame, ResumeError, Runtime,
+    RuntimeSink, SkipRecord, StreamState, Verdict,
 };
 use crate::index::ApiKind;
 use crate::plugin::IntegrationAnswer;
@@ -326,6 +382,14 @@ pub struct PoolConfig {
     /// left for the pool's own stop signal), so `lanes` should exceed the
     /// number of threads that submit complete frames at once.
     pub complete: Option<CompleteConfig>,
+    /// Streams open at once per worker (see "Streams").
+    pub streams: usize,
+    /// How long an open stream may go without a chunk before its worker
+    /// reclaims it as abandoned.
+    pub stream_idle: Duration,
+    /// Bytes a stream buffers for whole-body plugins
+    /// ([`GateRunner::stream_state`]'s cap).
+    pub stream_buffer: usize,
 }
 
 impl Default for PoolConfig {
@@ -340,6 +404,9 @@ impl Default for PoolConfig {
             worker_spin: Duration::from_micros(50),
             waiter_spin: Duration::from_micros(50),
             complete: Some(CompleteConfig::default()),
+            streams: 256,
+            stream_idle: Duration::from_secs(60),
+            stream_buffer: 1 << 20,
         }
     }
 }
@@ -404,6 +471,13 @@ pub enum GateError {
     /// A resume's token is not the one its frame's pause returned (the
     /// frame stays parked).
     WrongToken,
+    /// The worker's stream table is full ([`PoolConfig::streams`]).
+    StreamsFull,
+    /// No such stream is open on the worker (it ended with its last chunk
+    /// or a block, or was reclaimed as abandoned).
+    NoSuchStream,
+    /// A chunk's index is not the stream's next (the stream stays open).
+    ChunkOutOfOrder,
     /// The pool was started without a complete pool
     /// ([`PoolConfig::complete`] is `None`).
     NoCompletePool,
@@ -433,6 +507,12 @@ impl fmt::Display for GateError {
             GateError::WrongToken => {
                 write!(f, "the resume's token is not the one its pause returned")
             }
+            GateError::StreamsFull => write!(f, "the worker's stream table is full"),
+            GateError::NoSuchStream => write!(
+                f,
+                "no such stream is open (ended, or reclaimed as abandoned)"
+            ),
+            GateError::ChunkOutOfOrder => write!(f, "the chunk is not the stream's next"),
             GateError::BadCompletion(m) => write!(f, "bad completion record: {}", m.as_str()),
             GateError::NoCompletePool => write!(f, "the pool has no complete pool"),
             GateError::CompleteQueueFull => write!(
@@ -646,6 +726,7 @@ impl WorkerPool {
                 submissions: consumer,
                 completions: producer,
                 spin: config.worker_spin,
+                streams: Streams::new(config.streams, config.stream_idle, config.stream_buffer),
             };
             let runtime = runtime.clone();
             let sink = sink(w as u32);
@@ -959,6 +1040,7 @@ struct Worker {
     submissions: Consumer,
     completions: Producer,
     spin: Duration,
+    streams: Streams,
 }
 
 /// Storage with the layout of a [`Header`], so the worker's header vector
@@ -989,6 +1071,7 @@ impl Worker {
             mut submissions,
             completions,
             spin,
+            mut streams,
         } = self;
         let port = &shared.ports[index];
         let done = &completions;
@@ -1021,15 +1104,29 @@ impl Worker {
                         // the answers so far.
                         done.notify();
                     }
-                    if codec::peek_kind(&record) == Some(FrameKind::Resume) {
-                        match ResumeView::decode(&record) {
-                            Err(m) => refuse(done, port, &record, m),
-                            Ok(r) => {
-                                resume(&mut runner, &mut parked, &r, done, port, &mut headers);
-                                port.frames.fetch_add(1, Ordering::Relaxed);
+                    match codec::peek_kind(&record) {
+                        Some(FrameKind::Resume) => {
+                            match ResumeView::decode(&record) {
+                                Err(m) => refuse(done, port, &record, m),
+                                Ok(r) => {
+                                    resume(&mut runner, &mut parked, &r, done, port, &mut headers);
+                                    port.frames.fetch_add(1, Ordering::Relaxed);
+                                }
                             }
+                            continue;
                         }
-                        continue;
+                        Some(FrameKind::Chunk) => {
+                            match ChunkView::decode(&record) {
+                                Err(m) => refuse(done, port, &record, m),
+                                Ok(c) => {
+                                    let h = (&mut headers, &mut response_headers);
+                                    streams.chunk(&mut runner, &c, done, port, h);
+                                    port.frames.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            continue;
+                        }
+                        _ => {}
                     }
                     match SubmissionView::decode(&record) {
                         Err(m) => refuse(done, port, &record, m),
@@ -1037,6 +1134,9 @@ impl Worker {
                             FrameKind::Shutdown => {
                                 stop = true;
                                 break;
+                            }
+                            FrameKind::StreamOpen => {
+                                streams.open(&mut runner, &record, view.token, done, port);
                             }
                             kind => {
                                 let mut h: Vec<Header<'_>> = recycle(std::mem::take(&mut headers));
@@ -1074,17 +1174,20 @@ impl Worker {
             // One wake-up check for the batch's quiet commits (before the
             // worker could sleep, as the ring requires).
             done.notify();
-            if !parked.is_empty() {
+            if !parked.is_empty() || streams.open > 0 {
                 let now = Instant::now();
                 if now >= next_expiry {
                     expire(&mut runner, &mut parked, now);
+                    streams.sweep(&mut runner, now);
                     next_expiry = now + EXPIRE_EVERY;
                 }
             }
             if stop {
-                // Frames still parked get no answer now: expire them, with
-                // their evidence.
-                expire(&mut runner, &mut parked, Instant::now() + PARKED_AT_STOP);
+                // Frames still parked get no answer now, and open streams
+                // no more chunks: expire them, with their evidence.
+                let later = Instant::now() + PARKED_AT_STOP;
+                expire(&mut runner, &mut parked, later);
+                streams.sweep(&mut runner, later);
                 return;
             }
             if handled > 0 {
@@ -1104,7 +1207,7 @@ impl Worker {
                 // Sleeps on the submission ring's futex; a submitter's
                 // commit (or the shutdown record) wakes it. With frames
                 // parked it wakes in time to expire them.
-                let nap = if parked.is_empty() {
+                let nap = if parked.is_empty() && streams.open == 0 {
                     Duration::from_secs(1)
                 } else {
                     EXPIRE_EVERY
@@ -1220,6 +1323,193 @@ fn resume(
 fn expire(runner: &mut GateRunner, parked: &mut HashMap<u64, Vec<u8>>, now: Instant) {
     if runner.expire_parked(now) > 0 || runner.parked() != parked.len() {
         parked.retain(|id, _| runner.is_parked(*id));
+    }
+}
+
+/// One entry of a worker's stream table.
+struct StreamSlot {
+    /// Bumped at each open; the stream id is `generation << 32 | index`.
+    generation: u32,
+    /// The runner's state of the open stream; `None` when the entry is
+    /// free.
+    state: Option<StreamState>,
+    /// A copy of the open record (request frame, status, response headers),
+    /// which every chunk's frame views. Kept allocated between streams.
+    record: Vec<u8>,
+    next: u64,
+    request_id: u64,
+    last_active: Instant,
+}
+
+/// A worker's stream table: bounded, owned by the worker thread alone.
+struct Streams {
+    slots: Vec<StreamSlot>,
+    open: usize,
+    idle: Duration,
+    buffer_cap: usize,
+}
+
+impl Streams {
+    fn new(n: usize, idle: Duration, buffer_cap: usize) -> Streams {
+        let now = Instant::now();
+        Streams {
+            slots: (0..n.min(u32::MAX as usize))
+                .map(|_| StreamSlot {
+                    generation: 0,
+                    state: None,
+                    record: Vec::new(),
+                    next: 0,
+                    request_id: 0,
+                    last_active: now,
+                })
+                .collect(),
+            open: 0,
+            idle,
+            buffer_cap,
+        }
+    }
+
+    /// Opens a stream for the open record `record` (already checked) and
+    /// answers with its id.
+    fn open(
+        &mut self,
+        runner: &mut GateRunner,
+        record: &[u8],
+        token: u64,
+        done: &Producer,
+        port: &Port,
+    ) {
+        let now = Instant::now();
+        let mut free = self.slots.iter().position(|s| s.state.is_none());
+        if free.is_none() {
+            self.sweep(runner, now);
+            free = self.slots.iter().position(|s| s.state.is_none());
+        }
+        let Some(index) = free else {
+            write_error(
+                done,
+                port,
+                token,
+                codec::E_STREAMS_FULL,
+                "stream table full",
+            );
+            return;
+        };
+        let slot = &mut self.slots[index];
+        slot.record.clear();
+        slot.record.extend_from_slice(record);
+        let view = SubmissionView::decode(&slot.record).expect("the same bytes checked out");
+        // Only the identity and target matter for the stream's chain: no
+        // header views needed.
+        let frame = request_frame(&view, &[]);
+        slot.state = Some(runner.stream_state(&frame, self.buffer_cap));
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.next = 0;
+        slot.request_id = view.request_id;
+        slot.last_active = now;
+        self.open += 1;
+        let buffers = slot.state.as_ref().is_some_and(StreamState::buffers);
+        let id = slots::token(slot.generation, index);
+        write_fixed(done, port, |buf| {
+            codec::encode_opened(token, id, buffers, buf);
+        });
+    }
+
+    /// Runs the response gate over one chunk of an open stream and answers
+    /// with its outcome; the last chunk, or a block, ends the stream.
+    fn chunk(
+        &mut self,
+        runner: &mut GateRunner,
+        c: &ChunkView<'_>,
+        done: &Producer,
+        port: &Port,
+        (headers, response_headers): (&mut Vec<HeaderSlot>, &mut Vec<HeaderSlot>),
+    ) {
+        let (generation, index) = slots::split(c.stream);
+        let Some(slot) = self
+            .slots
+            .get_mut(index)
+            .filter(|s| s.state.is_some() && s.generation == generation)
+        else {
+            write_error(done, port, c.token, codec::E_NO_STREAM, "no such stream");
+            return;
+        };
+        if c.index != slot.next {
+            write_error(
+                done,
+                port,
+                c.token,
+                codec::E_CHUNK_ORDER,
+                "chunk out of order",
+            );
+            return;
+        }
+        let StreamSlot { record, state, .. } = slot;
+        let state = state.as_mut().expect("checked open above");
+        let view = SubmissionView::decode(record).expect("checked when the stream opened");
+        let mut h: Vec<Header<'_>> = recycle(std::mem::take(headers));
+        let mut rh: Vec<Header<'_>> = recycle(std::mem::take(response_headers));
+        view.headers_into(&mut h);
+        view.response_headers_into(&mut rh);
+        let frame = request_frame(&view, &h);
+        let chunk = ChunkFrame {
+            status: view.status,
+            headers: &rh,
+            chunk: c.chunk,
+            index: c.index,
+            last: c.last,
+        };
+        let outcome = runner.response_chunk(&frame, &chunk, state);
+        let ended = c.last || matches!(outcome.verdict, Verdict::Block { .. });
+        answer(done, port, c.token, &outcome);
+        *headers = recycle(h);
+        *response_headers = recycle(rh);
+        slot.next += 1;
+        slot.last_active = Instant::now();
+        if ended {
+            slot.state = None;
+            self.open -= 1;
+        }
+    }
+
+    /// Reclaims streams idle since before `now - idle` (all of them when
+    /// `now` is far ahead), each leaving a `stream_abandoned` skip record:
+    /// the rest of its answer was never gated.
+    fn sweep(&mut self, runner: &mut GateRunner, now: Instant) {
+        if self.open == 0 {
+            return;
+        }
+        for slot in &mut self.slots {
+            if slot.state.is_some() && now.saturating_duration_since(slot.last_active) >= self.idle
+            {
+                slot.state = None;
+                self.open -= 1;
+                runner.record_skip(&SkipRecord {
+                    request_id: slot.request_id,
+                    worker: runner.worker(),
+                    gate: odock_plugin_abi::Gate::Response,
+                    plugin: "",
+                    binding: u32::MAX,
+                    cause: "stream_abandoned",
+                    count: 1,
+                });
+            }
+        }
+    }
+}
+
+/// Writes a completion of [`codec::COMPLETION_FIXED`] bytes.
+fn write_fixed(completions: &Producer, port: &Port, encode: impl Fn(&mut [u8])) {
+    loop {
+        match completions.reserve(codec::COMPLETION_FIXED) {
+            Ok(mut record) => {
+                encode(&mut record);
+                record.commit_quiet();
+                return;
+            }
+            Err(ReserveError::Full { .. }) => wait_for_room(port),
+            Err(ReserveError::TooLarge { .. }) => return,
+        }
     }
 }
 
@@ -1448,6 +1738,103 @@ impl Submitter {
         })
     }
 
+    /// Opens a stream on worker `worker` for a streamed (SSE) answer to
+    /// `request`: the worker keeps the stream's state (see "Streams" in the
+    /// module docs) until its last chunk, a block, or its reclaim as
+    /// abandoned ([`PoolConfig::stream_idle`]). Then send the chunks in
+    /// order with [`Self::chunk`].
+    ///
+    /// # Errors
+    /// As for [`Self::request`]; [`GateError::StreamsFull`].
+    pub fn open_stream(
+        &self,
+        worker: usize,
+        request: &GateFrame<'_>,
+        status: u16,
+        headers: &[Header<'_>],
+    ) -> Result<Stream, GateError> {
+        let answer = self.submit_open(worker, request, status, headers)?.wait()?;
+        Stream::from_answer(worker, &answer)
+    }
+
+    /// The same as [`Self::open_stream`], for async code.
+    ///
+    /// # Errors
+    /// As for [`Self::open_stream`].
+    pub async fn open_stream_async(
+        &self,
+        worker: usize,
+        request: &GateFrame<'_>,
+        status: u16,
+        headers: &[Header<'_>],
+    ) -> Result<Stream, GateError> {
+        let answer = self.submit_open(worker, request, status, headers)?.await?;
+        Stream::from_answer(worker, &answer)
+    }
+
+    fn submit_open(
+        &self,
+        worker: usize,
+        request: &GateFrame<'_>,
+        status: u16,
+        headers: &[Header<'_>],
+    ) -> Result<Ticket<'_>, GateError> {
+        let head = ResponseFrame {
+            status,
+            headers,
+            body: &[],
+        };
+        self.submit_parts(worker, request.parts(FrameKind::StreamOpen, Some(&head)))
+    }
+
+    /// Runs the response gate over the next chunk of `stream` and waits for
+    /// its outcome: the verdict (a block ends the stream: send a final
+    /// error event instead of the chunk), the chunk as the chain left it
+    /// ([`Answer::body`], `None` when unchanged) and, on chunk 0, the
+    /// response headers as the chain left them. `last` ends the stream.
+    ///
+    /// # Errors
+    /// As for [`Self::request`]; [`GateError::NoSuchStream`] when the
+    /// stream has ended or was reclaimed as abandoned.
+    pub fn chunk(
+        &self,
+        stream: &mut Stream,
+        chunk: &[u8],
+        last: bool,
+    ) -> Result<Answer<'_>, GateError> {
+        let answer = self.submit_chunk(stream, chunk, last)?.wait()?;
+        stream.next += 1;
+        Ok(answer)
+    }
+
+    /// The same as [`Self::chunk`], for async code.
+    ///
+    /// # Errors
+    /// As for [`Self::chunk`].
+    pub async fn chunk_async(
+        &self,
+        stream: &mut Stream,
+        chunk: &[u8],
+        last: bool,
+    ) -> Result<Answer<'_>, GateError> {
+        let answer = self.submit_chunk(stream, chunk, last)?.await?;
+        stream.next += 1;
+        Ok(answer)
+    }
+
+    fn submit_chunk(
+        &self,
+        stream: &Stream,
+        chunk: &[u8],
+        last: bool,
+    ) -> Result<Ticket<'_>, GateError> {
+        let len = ChunkView::encoded_len(chunk).ok_or(GateError::TooLarge)?;
+        let (id, index) = (stream.id, stream.next);
+        self.enqueue(stream.worker, len, |token, buf| {
+            ChunkView::encode(token, id, index, last, chunk, buf);
+        })
+    }
+
     /// Hands the finished exchange to the complete gate: the frame is
     /// written once into the ring of a complete-pool thread (chosen by
     /// request id), which runs the complete gate off the workers' hot path.
@@ -1583,6 +1970,51 @@ impl Submitter {
     }
 }
 
+/// A stream open on a worker ([`Submitter::open_stream`]): where its
+/// chunks go, and the index of the next one.
+#[derive(Debug)]
+pub struct Stream {
+    worker: usize,
+    id: u64,
+    next: u64,
+    buffers: bool,
+}
+
+impl Stream {
+    fn from_answer(worker: usize, answer: &Answer<'_>) -> Result<Stream, GateError> {
+        match answer.view().stream {
+            Some((id, buffers)) => Ok(Stream {
+                worker,
+                id,
+                next: 0,
+                buffers,
+            }),
+            None => Err(GateError::BadCompletion(Malformed::Kind)),
+        }
+    }
+
+    /// The worker the stream is open on.
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// The stream's id on its worker.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The index the next chunk goes with.
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+
+    /// Whether the stream's chain has whole-body plugins (the worker
+    /// buffers the chunks for them, up to [`PoolConfig::stream_buffer`]).
+    pub fn buffers(&self) -> bool {
+        self.buffers
+    }
+}
+
 /// A submitted frame's claim on its answer. Wait with [`Ticket::wait`] or
 /// `.await` it; dropping it unanswered gives the slot up once the answer
 /// comes.
@@ -1707,6 +2139,9 @@ impl<'s> Ticket<'s> {
                 codec::E_SHUTDOWN => GateError::Shutdown,
                 codec::E_NOT_PARKED => GateError::NotParked,
                 codec::E_WRONG_TOKEN => GateError::WrongToken,
+                codec::E_STREAMS_FULL => GateError::StreamsFull,
+                codec::E_NO_STREAM => GateError::NoSuchStream,
+                codec::E_CHUNK_ORDER => GateError::ChunkOutOfOrder,
                 codec::E_BAD_COMPLETION => GateError::BadCompletion(
                     Malformed::from_code(answer.buf[3]).unwrap_or(Malformed::Kind),
                 ),

@@ -21,6 +21,8 @@ pub const SUBMISSION_FIXED: usize = 72;
 pub const COMPLETION_FIXED: usize = 40;
 /// Fixed part of a resume record.
 pub const RESUME_FIXED: usize = 32;
+/// Fixed part of a chunk record.
+pub const CHUNK_FIXED: usize = 32;
 /// Most headers one submitted frame may carry (request and response
 /// headers each).
 pub const MAX_HEADERS: usize = 1024;
@@ -50,6 +52,11 @@ pub enum FrameKind {
     /// Resume a parked frame with its integration answer (its own layout,
     /// see [`ResumeView`]).
     Resume = 4,
+    /// Open a stream: the request frame plus the response's status and
+    /// headers (no response body).
+    StreamOpen = 5,
+    /// One chunk of an open stream (its own layout, see [`ChunkView`]).
+    Chunk = 6,
     /// Control: the worker stops after this record (sent by the pool only).
     Shutdown = 15,
 }
@@ -60,6 +67,8 @@ impl FrameKind {
             1 => FrameKind::Request,
             2 => FrameKind::Response,
             4 => FrameKind::Resume,
+            5 => FrameKind::StreamOpen,
+            6 => FrameKind::Chunk,
             15 => FrameKind::Shutdown,
             _ => return None,
         })
@@ -310,7 +319,12 @@ impl<'a> SubmissionView<'a> {
             return Err(Malformed::Version);
         }
         let kind = match FrameKind::from_u8(record[0]) {
-            Some(k @ (FrameKind::Request | FrameKind::Response | FrameKind::Shutdown)) => k,
+            Some(
+                k @ (FrameKind::Request
+                | FrameKind::Response
+                | FrameKind::StreamOpen
+                | FrameKind::Shutdown),
+            ) => k,
             _ => return Err(Malformed::Kind),
         };
         let api = api_from(record[2]).ok_or(Malformed::Api)?;
@@ -322,8 +336,12 @@ impl<'a> SubmissionView<'a> {
         if count > MAX_HEADERS || response_count > MAX_HEADERS {
             return Err(Malformed::Count);
         }
-        let carries_response = kind == FrameKind::Response;
+        let carries_response = matches!(kind, FrameKind::Response | FrameKind::StreamOpen);
         if !carries_response && (status != 0 || response_count != 0 || response_body_len != 0) {
+            return Err(Malformed::Reserved);
+        }
+        // A stream's body comes in chunks.
+        if kind == FrameKind::StreamOpen && response_body_len != 0 {
             return Err(Malformed::Reserved);
         }
         let status = u16::try_from(status).map_err(|_| Malformed::Reserved)?;
@@ -504,10 +522,84 @@ impl<'a> ResumeView<'a> {
     }
 }
 
+/// A checked chunk record: one chunk of an open stream.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkView<'a> {
+    /// The submitter's routing token.
+    pub token: u64,
+    /// The stream, as its open answer named it.
+    pub stream: u64,
+    /// 0 for the first chunk, then counting up.
+    pub index: u64,
+    /// Whether no chunk follows.
+    pub last: bool,
+    /// The chunk's bytes.
+    pub chunk: &'a [u8],
+}
+
+/// Chunk flag: the last chunk.
+const LAST: u8 = 1;
+
+impl<'a> ChunkView<'a> {
+    /// The length of a chunk record carrying `chunk`; `None` past the
+    /// layout's `u32` length.
+    pub fn encoded_len(chunk: &[u8]) -> Option<usize> {
+        u32::try_from(chunk.len()).ok()?;
+        CHUNK_FIXED.checked_add(chunk.len())
+    }
+
+    /// Writes a chunk record (exactly [`Self::encoded_len`] bytes).
+    pub fn encode(token: u64, stream: u64, index: u64, last: bool, chunk: &[u8], buf: &mut [u8]) {
+        buf[0] = FrameKind::Chunk as u8;
+        buf[1] = VERSION;
+        buf[2] = if last { LAST } else { 0 };
+        buf[3] = 0;
+        put32(buf, 4, chunk.len() as u32);
+        put64(buf, 8, token);
+        put64(buf, 16, stream);
+        put64(buf, 24, index);
+        buf[CHUNK_FIXED..].copy_from_slice(chunk);
+    }
+
+    /// Checks `record` against the chunk layout.
+    ///
+    /// # Errors
+    /// The first rule the record breaks.
+    pub fn decode(record: &'a [u8]) -> Result<ChunkView<'a>, Malformed> {
+        if record.len() < CHUNK_FIXED {
+            return Err(Malformed::Short);
+        }
+        if record[1] != VERSION {
+            return Err(Malformed::Version);
+        }
+        if record[0] != FrameKind::Chunk as u8 {
+            return Err(Malformed::Kind);
+        }
+        if record[2] & !LAST != 0 || record[3] != 0 {
+            return Err(Malformed::Reserved);
+        }
+        if CHUNK_FIXED as u64 + u64::from(get32(record, 4)) != record.len() as u64 {
+            return Err(Malformed::Length);
+        }
+        Ok(ChunkView {
+            token: get64(record, 8),
+            stream: get64(record, 16),
+            index: get64(record, 24),
+            last: record[2] & LAST != 0,
+            chunk: &record[CHUNK_FIXED..],
+        })
+    }
+}
+
 /// Completion kinds.
 pub(super) const ANSWER: u8 = 1;
 pub(super) const ERROR: u8 = 2;
 pub(super) const PAUSE: u8 = 3;
+pub(super) const OPENED: u8 = 4;
+
+/// Flag of an OPENED completion: the stream's chain has whole-body plugins
+/// (its chunks are buffered for them).
+const BUFFERS: u8 = 1;
 
 /// Completion flags.
 pub(super) const CHANGED: u8 = 1;
@@ -520,6 +612,20 @@ pub(super) const E_SHUTDOWN: u8 = 34;
 pub(super) const E_BAD_COMPLETION: u8 = 35;
 pub(super) const E_NOT_PARKED: u8 = 37;
 pub(super) const E_WRONG_TOKEN: u8 = 38;
+pub(super) const E_STREAMS_FULL: u8 = 40;
+pub(super) const E_NO_STREAM: u8 = 41;
+pub(super) const E_CHUNK_ORDER: u8 = 42;
+
+/// Writes a "stream opened" completion ([`COMPLETION_FIXED`] bytes): the
+/// stream id at 24, flag [`BUFFERS`] at 2.
+pub(super) fn encode_opened(token: u64, stream: u64, buffers: bool, buf: &mut [u8]) {
+    buf.fill(0);
+    buf[0] = OPENED;
+    buf[1] = VERSION;
+    buf[2] = if buffers { BUFFERS } else { 0 };
+    put64(buf, 8, token);
+    put64(buf, 24, stream);
+}
 
 /// The length of the completion of `outcome`.
 pub(super) fn answer_len(outcome: &Outcome<'_>) -> usize {
@@ -671,6 +777,8 @@ pub(super) struct AnswerView<'a> {
     header_bytes: &'a [u8],
     meta_bytes: &'a [u8],
     pub body: Option<&'a [u8]>,
+    /// An OPENED completion: the stream id and whether it buffers.
+    pub stream: Option<(u64, bool)>,
 }
 
 impl<'a> CompletionView<'a> {
@@ -688,6 +796,25 @@ impl<'a> CompletionView<'a> {
         let reason_len = get32(record, 16) as usize;
         if record[0] == PAUSE {
             return decode_pause(record).map(CompletionView::Answer);
+        }
+        if record[0] == OPENED {
+            if record.len() != COMPLETION_FIXED {
+                return Err(Malformed::Length);
+            }
+            let zero = record[3] == 0
+                && record[2] & !BUFFERS == 0
+                && record[4..8]
+                    .iter()
+                    .chain(&record[16..24])
+                    .chain(&record[32..40])
+                    .all(|&b| b == 0);
+            if !zero {
+                return Err(Malformed::Reserved);
+            }
+            return Ok(CompletionView::Answer(AnswerView {
+                stream: Some((get64(record, 24), record[2] & BUFFERS != 0)),
+                ..AnswerView::unchanged(Verdict::Continue)
+            }));
         }
         match record[0] {
             ERROR => {
@@ -766,6 +893,7 @@ impl<'a> CompletionView<'a> {
             header_bytes,
             meta_bytes,
             body: (flags & BODY != 0).then_some(&record[at..]),
+            stream: None,
         }))
     }
 }
@@ -793,24 +921,30 @@ fn decode_pause(record: &[u8]) -> Result<AnswerView<'_>, Malformed> {
     };
     let integration = text(integration_len)?;
     let plugin = text(plugin_len)?;
-    Ok(AnswerView {
-        verdict: Verdict::Pause {
-            integration,
-            payload: &record[COMPLETION_FIXED + (integration_len + plugin_len) as usize..],
-            timeout: Duration::from_millis(u64::from(get32(record, 4))),
-            token: get64(record, 24),
-            plugin,
-        },
-        changed: false,
-        header_table: &[],
-        meta_table: &[],
-        header_bytes: &[],
-        meta_bytes: &[],
-        body: None,
-    })
+    Ok(AnswerView::unchanged(Verdict::Pause {
+        integration,
+        payload: &record[COMPLETION_FIXED + (integration_len + plugin_len) as usize..],
+        timeout: Duration::from_millis(u64::from(get32(record, 4))),
+        token: get64(record, 24),
+        plugin,
+    }))
 }
 
 impl<'a> AnswerView<'a> {
+    /// An answer with `verdict` that changed nothing.
+    fn unchanged(verdict: Verdict<'a>) -> AnswerView<'a> {
+        AnswerView {
+            verdict,
+            changed: false,
+            header_table: &[],
+            meta_table: &[],
+            header_bytes: &[],
+            meta_bytes: &[],
+            body: None,
+            stream: None,
+        }
+    }
+
     /// The headers as the chain left them.
     pub fn headers(self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         pairs(self.header_table, self.header_bytes)
@@ -974,6 +1108,32 @@ mod tests {
         ResumeView::encode(3, 42, 77, AnswerOutcome::Ok, &long, &mut buf);
         assert!(ResumeView::decode(&buf).is_ok());
         assert_eq!(SubmissionView::decode(&buf).unwrap_err(), Malformed::Kind);
+    }
+
+    #[test]
+    fn chunk_records_and_opened_answers_round_trip() {
+        let mut buf = vec![0u8; ChunkView::encoded_len(b"data: x").unwrap()];
+        ChunkView::encode(5, 1 << 32 | 3, 9, true, b"data: x", &mut buf);
+        assert_eq!(peek_kind(&buf), Some(FrameKind::Chunk));
+        let c = ChunkView::decode(&buf).unwrap();
+        assert_eq!(
+            (c.token, c.stream, c.index, c.last, c.chunk),
+            (5, 1 << 32 | 3, 9, true, &b"data: x"[..])
+        );
+        for cut in 0..buf.len() {
+            assert!(ChunkView::decode(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+        buf[2] = 2;
+        assert_eq!(ChunkView::decode(&buf).unwrap_err(), Malformed::Reserved);
+
+        let mut buf = [0u8; COMPLETION_FIXED];
+        encode_opened(8, 77, true, &mut buf);
+        match CompletionView::decode(&buf) {
+            Ok(CompletionView::Answer(a)) => assert_eq!(a.stream, Some((77, true))),
+            other => panic!("{other:?}"),
+        }
+        buf[33] = 1;
+        assert!(CompletionView::decode(&buf).is_err());
     }
 
     #[test]
