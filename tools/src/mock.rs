@@ -15,6 +15,7 @@
 //! | `POST /hooks/<name>` | a webhook receiver for `notify` and `audit-export` |
 //! | `GET /_mock/hooks` | what the webhook receiver got |
 //! | `GET /_mock/requests` | the last requests on the upstream routes (`/v1/...`, `/mcp`) |
+//! | `GET /_mock/stats` | the counters of [`MockStats`] |
 //!
 //! Everything the mock answers is deterministic from what it was asked
 //! (ids carry a counter), so tests and demos can check exact text.
@@ -461,6 +462,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
                 .collect();
             json_response(StatusCode::OK, &Value::Object(hooks))
         }
+        "/_mock/stats" if method == Method::GET => {
+            let stats = shared.state().stats.clone();
+            json_response(StatusCode::OK, &json!(stats))
+        }
         "/_mock/requests" if method == Method::GET => {
             let requests: Vec<SeenRequest> = shared.state().requests.iter().cloned().collect();
             json_response(StatusCode::OK, &json!(requests))
@@ -468,7 +473,7 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
         _ => {
             let allow = match path.as_str() {
                 "/v1/chat/completions" | "/approvals" => Some("POST"),
-                "/v1/models" | "/_mock/hooks" | "/_mock/requests" => Some("GET"),
+                "/v1/models" | "/_mock/hooks" | "/_mock/requests" | "/_mock/stats" => Some("GET"),
                 p if hook_name(p).is_some() => Some("POST"),
                 _ => None,
             };
@@ -895,7 +900,33 @@ fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
     })
 }
 
+/// Whether an `Origin` header (sent by browsers) names this machine. The
+/// transport's rule against DNS rebinding: a server must refuse other
+/// origins (403). Clients that are no browser send none.
+fn local_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let origin = String::from_utf8_lossy(origin.as_bytes());
+    let Some((_, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        rest.split([':', '/']).next().unwrap_or("")
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
 fn mcp_http(shared: &Shared, method: &Method, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+    if !local_origin(headers) {
+        return mcp_refusal(
+            StatusCode::FORBIDDEN,
+            TRANSPORT_ERROR,
+            "Forbidden: the Origin header names another site than this machine",
+        );
+    }
     if method == Method::GET {
         let mut response = mcp_refusal(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -1269,6 +1300,22 @@ mod tests {
         let denied = approval_answer(&json!({"tenant": "please-DENY-me"}));
         assert_eq!(denied["approved"], false);
         assert_eq!(denied["reason"], DENY_REASON);
+    }
+
+    #[test]
+    fn only_local_origins_pass() {
+        let with = |origin: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+            local_origin(&h)
+        };
+        assert!(local_origin(&HeaderMap::new()));
+        assert!(with("http://localhost:3000"));
+        assert!(with("http://127.0.0.1"));
+        assert!(with("http://[::1]:8080"));
+        assert!(!with("https://evil.example"));
+        assert!(!with("http://localhost.evil.example"));
+        assert!(!with("null"));
     }
 
     #[test]

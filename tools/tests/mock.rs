@@ -246,6 +246,9 @@ async fn streamed_completion_sends_one_chunk_per_word_then_done() {
 
     let stats = mock.stats();
     assert_eq!((stats.chat_completions, stats.chat_streams), (2, 2));
+    let served = c.get("/_mock/stats").await.json();
+    assert_eq!(served, serde_json::to_value(&stats).unwrap());
+    assert_eq!(served["chat_streams"], 2);
 }
 
 #[tokio::test]
@@ -643,6 +646,32 @@ async fn mcp_refusals() {
         )
         .await;
     assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // A browser page of another site (DNS rebinding): 403.
+    let a = c
+        .send(
+            Method::POST,
+            "/mcp",
+            &[
+                ("origin", "https://evil.example"),
+                ("mcp-session-id", &session),
+            ],
+            ping.to_string(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = c
+        .send(
+            Method::POST,
+            "/mcp",
+            &[
+                ("origin", "http://localhost:5173"),
+                ("mcp-session-id", &session),
+            ],
+            ping.to_string(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
 
     // No server-initiated stream.
     let a = c
