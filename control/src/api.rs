@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::config::Access;
 use crate::drain::{DrainStats, RingHealth, SharedLog, lock};
 use crate::log::Storage;
-use crate::query::{Filter, render};
+use crate::query::{Filter, run};
 use crate::sink::SinkStatus;
 use crate::state::{ApiError, Binding, Change, PluginRequest, ScopeDef, inspect_plugin};
 use crate::store::{Actor, Role, Store};
@@ -48,6 +48,8 @@ pub struct Control<S: Storage> {
     pub drain: Arc<DrainStats>,
     /// The sinks' counters.
     pub sinks: Vec<Arc<SinkStatus>>,
+    /// Evidence queries' segment counters.
+    pub queries: Arc<QueryStats>,
     /// The allow-list.
     pub access: Access,
     /// The run directory.
@@ -60,6 +62,15 @@ pub struct Control<S: Storage> {
     pub denied: AtomicU64,
     /// Changes applied.
     pub changes: AtomicU64,
+}
+
+/// What evidence queries did to the log's segments.
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    /// Segments read.
+    pub segments_read: AtomicU64,
+    /// Segments skipped by their summaries.
+    pub segments_skipped: AtomicU64,
 }
 
 /// The role of a peer, or `None`: not on the allow-list.
@@ -480,6 +491,10 @@ fn status<S: Storage>(ctl: &Control<S>, actor: &Actor) -> Reply {
         200,
         json!({
             "sinks": sinks,
+            "queries": {
+                "segments_read": ctl.queries.segments_read.load(Ordering::Relaxed),
+                "segments_skipped": ctl.queries.segments_skipped.load(Ordering::Relaxed),
+            },
             "version": version,
             "uptime_s": ctl.started.elapsed().as_secs(),
             "you": {"uid": actor.uid, "gid": actor.gid, "role": actor.role},
@@ -561,24 +576,23 @@ fn ring_json(r: &RingHealth) -> Value {
 fn evidence<S: Storage>(ctl: &Control<S>, f: Filter) -> Result<Reply, ApiError> {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let log = Arc::clone(&ctl.log);
+    let stats = Arc::clone(&ctl.queries);
     let limit = f.limit.unwrap_or(if f.follow { usize::MAX } else { 1000 });
     // Scan on the blocking pool; the body streams as lines come.
     tokio::task::spawn_blocking(move || {
         let mut next = f.from_index;
         let mut sent = 0usize;
         loop {
-            let (snapshot, storage) = {
+            let (snapshot, storage, committed) = {
                 let l = lock(&log);
-                (l.snapshot(), l.storage().clone())
+                (l.snapshot(), l.storage().clone(), l.committed_index())
             };
             let mut chunk = String::new();
             let mut closed = false;
-            let r = snapshot.scan(&storage, next, |entry| {
-                next = entry.index + 1;
-                if let Some(line) = render(&entry, &f) {
-                    chunk.push_str(&line);
-                    sent += 1;
-                }
+            let r = run(&snapshot, &storage, next, &f, |index, line| {
+                next = index + 1;
+                chunk.push_str(&line);
+                sent += 1;
                 if chunk.len() > 64 * 1024 {
                     closed |= tx
                         .blocking_send(Bytes::from(std::mem::take(&mut chunk)))
@@ -586,6 +600,19 @@ fn evidence<S: Storage>(ctl: &Control<S>, f: Filter) -> Result<Reply, ApiError> 
                 }
                 !closed && sent < limit
             });
+            if let Ok(report) = &r {
+                stats
+                    .segments_read
+                    .fetch_add(report.segments_read, Ordering::Relaxed);
+                stats
+                    .segments_skipped
+                    .fetch_add(report.segments_skipped, Ordering::Relaxed);
+                // Following: records that did not match need not be
+                // looked at again.
+                if !closed && sent < limit {
+                    next = next.max(committed);
+                }
+            }
             if !chunk.is_empty() && tx.blocking_send(Bytes::from(chunk)).is_err() {
                 return;
             }
@@ -675,6 +702,18 @@ fn metrics<S: Storage>(ctl: &Control<S>) -> String {
             l.committed_index(),
         )
     };
+    put(
+        "odock_evidence_query_segments_read_total",
+        "counter",
+        "Log segments evidence queries opened.",
+        ctl.queries.segments_read.load(Ordering::Relaxed),
+    );
+    put(
+        "odock_evidence_query_segments_skipped_total",
+        "counter",
+        "Log segments evidence queries skipped by their summaries.",
+        ctl.queries.segments_skipped.load(Ordering::Relaxed),
+    );
     put(
         "odock_evidence_log_commits_total",
         "counter",

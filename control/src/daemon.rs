@@ -17,7 +17,7 @@ use odock_dataplane::runtime::control_link::{DATAPLANES_DIR, EVIDENCE_DIR};
 use crate::api::{Control, serve};
 use crate::config::Resolved;
 use crate::drain::{Drainer, lock};
-use crate::log::{FileStorage, Log, LogError, Storage, now_ns};
+use crate::log::{FileStorage, Log, LogError, Storage, Summarizer, now_ns};
 use crate::sink::{Sink, SinkError};
 use crate::store::{Store, StoreError};
 
@@ -107,6 +107,7 @@ pub fn run(cfg: Resolved) -> Result<(), DaemonError> {
     let ctl = Arc::new(Control {
         store: Mutex::new(store),
         log: Arc::clone(&log),
+        queries: Arc::default(),
         rings: drainer.health(),
         sinks: sink_status,
         drain: drainer.stats(),
@@ -137,7 +138,22 @@ pub fn run(cfg: Resolved) -> Result<(), DaemonError> {
         .name("odock-retention".into())
         .spawn(move || {
             let mut last = Instant::now() - Duration::from_secs(60);
+            let mut summarizer = Summarizer::new();
+            let mut last_error = String::new();
             while !s.load(Ordering::Relaxed) {
+                // Segment summaries, off the drain path (queries skip
+                // segments by them). A failure leaves segments without
+                // one: queries read them. Said once per distinct error.
+                match summarizer.tick(&l) {
+                    Ok(_) => last_error.clear(),
+                    Err(e) => {
+                        let e = e.to_string();
+                        if e != last_error {
+                            eprintln!("odock-control: segment summaries: {e}");
+                            last_error = e;
+                        }
+                    }
+                }
                 if last.elapsed() >= Duration::from_secs(10) {
                     last = Instant::now();
                     if let Err(e) = lock(&l).enforce_retention(now_ns()) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use odock_dataplane::evidence::{self, EvidenceRecord};
 use serde_json::Value;
 
-use crate::log::Entry;
+use crate::log::{Entry, LogError, ScanReport, Snapshot, Storage, Summary, key_hash};
 use crate::state::ApiError;
 
 /// What `GET /v1/evidence` filters on (every given filter must match).
@@ -79,6 +79,43 @@ impl Filter {
         Ok(f)
     }
 
+    /// Whether any content filter (request id, tenant, plugin, gate,
+    /// verdict, kind) is set.
+    pub fn has_content_filter(&self) -> bool {
+        self.request_id.is_some()
+            || self.tenant.is_some()
+            || self.plugin.is_some()
+            || self.gate.is_some()
+            || self.verdict.is_some()
+            || self.kind.is_some()
+    }
+
+    /// Whether a segment with summary `s` may hold a record this filter
+    /// answers with (false: skip it). A segment with undecodable records
+    /// is read when no content filter is set, as those are answered
+    /// whatever the time.
+    pub fn may_match(&self, s: &Summary) -> bool {
+        if s.undecodable > 0 && !self.has_content_filter() {
+            return true;
+        }
+        if !s.may_have_time(self.since_ns, self.until_ns) {
+            return false;
+        }
+        [
+            ('r', &self.request_id),
+            ('t', &self.tenant),
+            ('p', &self.plugin),
+            ('g', &self.gate),
+            ('v', &self.verdict),
+            ('k', &self.kind),
+        ]
+        .into_iter()
+        .all(|(field, v)| {
+            v.as_deref()
+                .is_none_or(|v| s.may_have_key(key_hash(field, v)))
+        })
+    }
+
     /// Whether `r` matches.
     pub fn matches(&self, r: &EvidenceRecord<'_>) -> bool {
         let e = &r.evidence;
@@ -128,13 +165,31 @@ fn decode(s: &str) -> String {
 /// `undecodable` and the error, so an export never hides one silently,
 /// unless a filter is set.
 pub fn render(entry: &Entry, filter: &Filter) -> Option<String> {
-    let unfiltered = filter.request_id.is_none()
-        && filter.tenant.is_none()
-        && filter.plugin.is_none()
-        && filter.gate.is_none()
-        && filter.verdict.is_none()
-        && filter.kind.is_none();
-    render_if(entry, |r| filter.matches(r), unfiltered)
+    render_if(entry, |r| filter.matches(r), !filter.has_content_filter())
+}
+
+/// Runs `filter` over `snapshot` from log index `from`: each matching
+/// record's line goes to `f` (with the entry's index) until it returns
+/// `false`. Segments whose summaries rule out a match are not opened.
+///
+/// # Errors
+/// Reading a segment failed.
+pub fn run<S: Storage>(
+    snapshot: &Snapshot,
+    storage: &S,
+    from: u64,
+    filter: &Filter,
+    mut f: impl FnMut(u64, String) -> bool,
+) -> Result<ScanReport, LogError> {
+    snapshot.scan_where(
+        storage,
+        from,
+        |s| filter.may_match(s),
+        |entry| match render(&entry, filter) {
+            Some(line) => f(entry.index, line),
+            None => true,
+        },
+    )
 }
 
 /// [`render`] with any predicate: `None` when the record decodes and

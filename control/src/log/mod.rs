@@ -47,13 +47,25 @@
 //!
 //! [`Log::enforce_retention`] removes whole sealed segments, oldest first,
 //! while the log is larger than `max_bytes` or the segment's newest record
-//! is older than `max_age`. The active segment is never removed.
+//! is older than `max_age`. The active segment is never removed (nor is
+//! its summary file, `<first index>.sum`, which goes with it).
+//!
+//! # Summaries
+//!
+//! Each segment may carry a [`Summary`] (see [`summary`]'s docs): the
+//! time range of its records and, once sealed, a Bloom filter of their
+//! keys, so [`Snapshot::scan_where`] can skip segments a query cannot
+//! match. A [`Summarizer`] builds them off the drain path.
 
 mod storage;
+mod summary;
 #[cfg(target_os = "linux")]
 mod uring;
 
 pub use storage::{DiskSegment, FileStorage, IoMode, MemSegment, MemStorage, SegmentFile, Storage};
+pub use summary::{Bloom, Builder, Summary, key_hash, summary_name};
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use std::fmt;
 use std::io;
@@ -377,13 +389,47 @@ struct Segment {
     end: u64,
     /// Newest record's stored time (0: none).
     newest_ns: u64,
+    /// What is known of it, if anything yet.
+    summary: Option<Arc<Summary>>,
+}
+
+/// One segment as a [`Snapshot`] sees it.
+#[derive(Debug, Clone)]
+pub struct SnapSegment {
+    /// The segment file.
+    pub name: String,
+    /// Its first index.
+    pub first: u64,
+    /// Its committed bytes.
+    pub len: u64,
+    summary: Option<Arc<Summary>>,
+}
+
+impl SnapSegment {
+    /// Its summary, when one covers all of its committed bytes.
+    pub fn summary(&self) -> Option<&Summary> {
+        self.summary
+            .as_deref()
+            .filter(|s| s.first == self.first && s.len >= self.len)
+    }
 }
 
 /// A consistent view of the committed log, for readers: which segments,
 /// and how much of each is committed.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    segments: Vec<(String, u64, u64)>,
+    segments: Vec<SnapSegment>,
+}
+
+/// What a [`Snapshot::scan_where`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Corrupt spans skipped.
+    pub corrupt: Vec<CorruptSpan>,
+    /// Segments read.
+    pub segments_read: u64,
+    /// Segments skipped because their summary rules a match out.
+    pub segments_skipped: u64,
 }
 
 impl Snapshot {
@@ -398,16 +444,46 @@ impl Snapshot {
         &self,
         storage: &S,
         from: u64,
-        mut f: impl FnMut(Entry) -> bool,
+        f: impl FnMut(Entry) -> bool,
     ) -> Result<Vec<CorruptSpan>, LogError> {
-        let mut corrupt = Vec::new();
-        for (i, (name, first, len)) in self.segments.iter().enumerate() {
-            if let Some((_, next_first, _)) = self.segments.get(i + 1)
-                && *next_first <= from
+        self.scan_where(storage, from, |_| true, f)
+            .map(|r| r.corrupt)
+    }
+
+    /// [`Snapshot::scan`], skipping every segment whose summary (one that
+    /// covers the segment's committed bytes) `may_match` refuses. Segments
+    /// without such a summary are read.
+    ///
+    /// # Errors
+    /// As for [`Snapshot::scan`].
+    pub fn scan_where<S: Storage>(
+        &self,
+        storage: &S,
+        from: u64,
+        may_match: impl Fn(&Summary) -> bool,
+        mut f: impl FnMut(Entry) -> bool,
+    ) -> Result<ScanReport, LogError> {
+        let mut report = ScanReport::default();
+        for (i, seg) in self.segments.iter().enumerate() {
+            let (name, first, len) = (&seg.name, &seg.first, &seg.len);
+            if let Some(next) = self.segments.get(i + 1)
+                && next.first <= from
             {
                 continue;
             }
-            let mut bytes = match storage.read(name) {
+            if *len == 0 {
+                // Nothing committed in it yet.
+                report.segments_skipped += 1;
+                continue;
+            }
+            if let Some(s) = seg.summary()
+                && (s.end <= from || !may_match(s))
+            {
+                report.segments_skipped += 1;
+                continue;
+            }
+            report.segments_read += 1;
+            let mut bytes = match storage.read_at(name, 0, *len) {
                 Ok(b) => b,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("read", name)(e)),
@@ -415,7 +491,7 @@ impl Snapshot {
             bytes.truncate(*len as usize);
             let found = scan(&bytes, *first);
             for (offset, len, reason) in found.bad {
-                corrupt.push(CorruptSpan {
+                report.corrupt.push(CorruptSpan {
                     segment: name.clone(),
                     offset: offset as u64,
                     len: len as u64,
@@ -438,16 +514,21 @@ impl Snapshot {
                     payload: h[HEADER_LEN..r.total].to_vec(),
                 };
                 if !f(entry) {
-                    return Ok(corrupt);
+                    return Ok(report);
                 }
             }
         }
-        Ok(corrupt)
+        Ok(report)
     }
 
     /// Committed bytes over all segments.
     pub fn bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.2).sum()
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// The segments, oldest first.
+    pub fn segments(&self) -> &[SnapSegment] {
+        &self.segments
     }
 }
 
@@ -527,12 +608,43 @@ impl<S: Storage> Log<S> {
             }
             recovery.records += found.records.len() as u64;
             let end = found.records.last().map_or(first, |r| r.index + 1);
+            let committed = &bytes[..len as usize];
+            let summary = if last {
+                // The open segment: its time summary, rebuilt.
+                let mut b = Builder::new(first);
+                b.extend(committed);
+                b.partial()
+            } else {
+                let sum_name = summary_name(&name);
+                let kept = storage
+                    .read(&sum_name)
+                    .ok()
+                    .and_then(|b| Summary::decode(&b))
+                    .filter(|s| {
+                        s.first == first
+                            && s.end == end
+                            && s.len == len
+                            && s.records == found.records.len() as u64
+                            && s.keys.is_some()
+                    });
+                match kept {
+                    Some(s) => s,
+                    None => {
+                        let s = Summary::of_sealed(first, committed);
+                        storage
+                            .write_file(&sum_name, &s.encode())
+                            .map_err(io_err("write the summary", &name))?;
+                        s
+                    }
+                }
+            };
             segments.push(Segment {
                 name,
                 first,
                 len,
                 end,
                 newest_ns: found.records.iter().map(|r| r.stored_ns).max().unwrap_or(0),
+                summary: Some(Arc::new(summary)),
             });
         }
         let next_index = segments.last().map_or(0, |s| s.end);
@@ -550,6 +662,7 @@ impl<S: Storage> Log<S> {
                     len: 0,
                     end: 0,
                     newest_ns: 0,
+                    summary: None,
                 });
                 f
             }
@@ -669,6 +782,7 @@ impl<S: Storage> Log<S> {
                 len: 0,
                 end: self.next_index,
                 newest_ns: 0,
+                summary: None,
             });
         }
         Ok(self.next_index)
@@ -695,6 +809,12 @@ impl<S: Storage> Log<S> {
             self.storage
                 .remove(&name)
                 .map_err(io_err("remove", &name))?;
+            match self.storage.remove(&summary_name(&name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(io_err("remove the summary", &name)(e));
+                }
+                _ => {}
+            }
             self.segments.remove(0);
             removed += 1;
         }
@@ -713,8 +833,41 @@ impl<S: Storage> Log<S> {
             segments: self
                 .segments
                 .iter()
-                .map(|s| (s.name.clone(), s.first, s.len))
+                .map(|s| SnapSegment {
+                    name: s.name.clone(),
+                    first: s.first,
+                    len: s.len,
+                    summary: s.summary.clone(),
+                })
                 .collect(),
+        }
+    }
+
+    /// What the [`Summarizer`] has to do: every segment whose summary is
+    /// missing, lags its committed length, or (sealed) has no keys yet.
+    fn summary_work(&self) -> Vec<Work> {
+        let open = self.segments.len() - 1;
+        self.segments
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| match &s.summary {
+                None => s.len > 0 || *i < open,
+                Some(sum) => sum.len < s.len || (*i < open && sum.keys.is_none()),
+            })
+            .map(|(i, s)| Work {
+                name: s.name.clone(),
+                first: s.first,
+                len: s.len,
+                sealed: i < open,
+            })
+            .collect()
+    }
+
+    /// Installs `summary` for segment `name` (if retention has not removed
+    /// it meanwhile).
+    fn set_summary(&mut self, name: &str, summary: Summary) {
+        if let Some(seg) = self.segments.iter_mut().find(|s| s.name == name) {
+            seg.summary = Some(Arc::new(summary));
         }
     }
 
@@ -772,6 +925,68 @@ impl<S: Storage> fmt::Debug for Log<S> {
             .field("segments", &self.segments.len())
             .field("next_index", &self.next_index)
             .finish_non_exhaustive()
+    }
+}
+
+struct Work {
+    name: String,
+    first: u64,
+    len: u64,
+    sealed: bool,
+}
+
+/// Builds segment summaries off the drain path (see [`summary`]): tick it
+/// now and then; each tick reads only what was committed since the last.
+#[derive(Debug, Default)]
+pub struct Summarizer {
+    /// The open segment's builder (name, builder with its keys).
+    open: Option<(String, Builder)>,
+}
+
+impl Summarizer {
+    /// A summarizer with nothing built yet.
+    pub fn new() -> Summarizer {
+        Summarizer::default()
+    }
+
+    /// Brings every summary of `log` up to date; returns how many sealed
+    /// segments got their summary file. Holds the log's lock only to list
+    /// the work and to install each summary.
+    ///
+    /// # Errors
+    /// Reading a segment or writing a summary file failed.
+    pub fn tick<S: Storage>(&mut self, log: &Mutex<Log<S>>) -> Result<usize, LogError> {
+        let lock = || log.lock().unwrap_or_else(PoisonError::into_inner);
+        let (work, storage) = {
+            let l = lock();
+            (l.summary_work(), l.storage().clone())
+        };
+        let mut sealed = 0;
+        for w in work {
+            let mut b = match self.open.take() {
+                Some((name, b)) if name == w.name => b,
+                _ => Builder::new(w.first),
+            };
+            if b.len() < w.len {
+                match storage.read_at(&w.name, b.len(), w.len - b.len()) {
+                    Ok(bytes) => b.extend(&bytes),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_err("read", &w.name)(e)),
+                }
+            }
+            if w.sealed {
+                let s = b.finish();
+                storage
+                    .write_file(&summary_name(&w.name), &s.encode())
+                    .map_err(io_err("write the summary", &w.name))?;
+                lock().set_summary(&w.name, s);
+                sealed += 1;
+            } else {
+                lock().set_summary(&w.name, b.partial());
+                self.open = Some((w.name, b));
+            }
+        }
+        Ok(sealed)
     }
 }
 

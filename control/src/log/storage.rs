@@ -36,7 +36,24 @@ pub trait Storage: Clone + Send + Sync + 'static {
     /// # Errors
     /// Reading failed (a segment removed by retention gives `NotFound`).
     fn read(&self, name: &str) -> io::Result<Vec<u8>>;
-    /// Removes a segment.
+    /// Reads `len` bytes of a segment from `offset` (fewer at its end).
+    ///
+    /// # Errors
+    /// As for [`Storage::read`].
+    fn read_at(&self, name: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let mut b = self.read(name)?;
+        let end = (offset.saturating_add(len) as usize).min(b.len());
+        b.truncate(end);
+        b.drain(..(offset as usize).min(end));
+        Ok(b)
+    }
+    /// Replaces a small file next to the segments (a summary) atomically:
+    /// write, sync, rename, sync of the directory.
+    ///
+    /// # Errors
+    /// Writing failed; the old file, if any, is intact.
+    fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Removes a segment (or another file of the directory).
     ///
     /// # Errors
     /// Removing failed.
@@ -173,6 +190,19 @@ impl Storage for FileStorage {
         fs::read(self.dir.join(name))
     }
 
+    fn read_at(&self, name: &str, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        let file = File::open(self.dir.join(name))?;
+        let size = file.metadata()?.len();
+        let len = len.min(size.saturating_sub(offset)) as usize;
+        let mut buf = vec![0; len];
+        file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        odock_dataplane::runtime::control_link::write_atomic(&self.dir.join(name), bytes)
+    }
+
     fn remove(&self, name: &str) -> io::Result<()> {
         fs::remove_file(self.dir.join(name))
     }
@@ -228,6 +258,8 @@ pub struct MemStorage {
 #[derive(Default)]
 struct MemInner {
     files: BTreeMap<String, MemFile>,
+    /// Segment reads (`read` or `read_at` of a `.seg` file).
+    segment_reads: u64,
     writes: u64,
     freeze_at: Option<u64>,
     frozen: bool,
@@ -294,6 +326,12 @@ impl MemStorage {
         );
     }
 
+    /// How many times a segment file was read (whole or in part) since
+    /// this storage was made.
+    pub fn segment_reads(&self) -> u64 {
+        self.lock().segment_reads
+    }
+
     /// A file's bytes as written.
     pub fn file(&self, name: &str) -> Option<Vec<u8>> {
         self.lock().files.get(name).map(|f| f.data.clone())
@@ -341,8 +379,26 @@ impl Storage for MemStorage {
     }
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        if name.ends_with(".seg") {
+            self.lock().segment_reads += 1;
+        }
         self.file(name)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn write_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut inner = self.lock();
+        if inner.frozen {
+            return Err(frozen());
+        }
+        inner.files.insert(
+            name.to_owned(),
+            MemFile {
+                data: bytes.to_vec(),
+                durable: bytes.to_vec(),
+            },
+        );
+        Ok(())
     }
 
     fn remove(&self, name: &str) -> io::Result<()> {

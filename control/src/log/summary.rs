@@ -1,0 +1,316 @@
+//! Segment summaries: what a query needs to know to skip a segment without
+//! opening it.
+//!
+//! A [`Summary`] covers the first `len` committed bytes of one segment:
+//! how many records, the range of their evidence timestamps, how many do
+//! not decode as evidence, and (once the segment is sealed) a Bloom filter
+//! of their keys: request id, tenant, plugin, gate, verdict and kind.
+//!
+//! Summaries are built off the drain path, by a [`Summarizer`] that the
+//! daemon's maintenance thread ticks: it reads what was committed since its
+//! last tick (positional reads of the segment file, without the log's
+//! lock), and at each tick installs a time-only summary of the open
+//! segment; when a segment is sealed it finishes the Bloom filter, writes
+//! `<first index>.sum` next to the segment (atomically) and installs it.
+//! [`super::Log::open`] loads a sealed segment's `.sum` when it matches the
+//! segment, and otherwise rebuilds it from the bytes recovery read anyway;
+//! the open segment's time summary is rebuilt there too.
+//!
+//! A summary is only trusted for a segment whose committed length it
+//! covers: a query reads any segment whose summary lags.
+//!
+//! # File format (little-endian)
+//!
+//! ```text
+//! magic u32 "ODSS", version u32 = 1, first u64, end u64, len u64,
+//! records u64, min_ts u64, max_ts u64, undecodable u64,
+//! hashes u32, words u32, bloom [u64; words], crc32c u32 (of all before)
+//! ```
+
+use std::collections::HashSet;
+
+use odock_dataplane::evidence;
+
+use super::{HEADER_LEN, scan, u32_at, u64_at};
+
+const MAGIC: u32 = 0x5353_444f;
+/// Bloom bits per distinct key (with 8 hashes: about 0.06 % false positives).
+const BITS_PER_KEY: usize = 16;
+const HASHES: u32 = 8;
+
+/// The keys a record is filed under: `r:` request id, `t:` tenant,
+/// `p:` plugin, `g:` gate, `v:` verdict, `k:` kind. The hash is part of
+/// the `.sum` format, so it is spelled out here (FNV-1a 64 over the field
+/// tag, a 0xff separator and the value, then the splitmix64 finalizer)
+/// rather than borrowed from a hasher whose output may change.
+pub fn key_hash(field: char, value: &str) -> u64 {
+    let mut tag = [0u8; 4];
+    let tag = field.encode_utf8(&mut tag).as_bytes();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in tag.iter().chain(&[0xff]).chain(value.as_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// A Bloom filter of key hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bloom {
+    hashes: u32,
+    words: Vec<u64>,
+}
+
+impl Bloom {
+    fn build(keys: &HashSet<u64>) -> Bloom {
+        let bits = (keys.len() * BITS_PER_KEY).max(512).next_power_of_two();
+        let mut b = Bloom {
+            hashes: HASHES,
+            words: vec![0; bits / 64],
+        };
+        for &k in keys {
+            for bit in b.bits(k) {
+                b.words[bit / 64] |= 1 << (bit % 64);
+            }
+        }
+        b
+    }
+
+    fn bits(&self, key: u64) -> impl Iterator<Item = usize> + use<> {
+        let m = self.words.len() * 64;
+        let h1 = key as u32 as usize;
+        let h2 = ((key >> 32) as usize) | 1;
+        (0..self.hashes as usize).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % m)
+    }
+
+    /// Whether `key` may be in the set (false: it is certainly not).
+    pub fn may_contain(&self, key: u64) -> bool {
+        self.bits(key)
+            .all(|bit| self.words[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// What is known of (a prefix of) one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The segment's first index.
+    pub first: u64,
+    /// The index after the last record covered.
+    pub end: u64,
+    /// Committed bytes covered.
+    pub len: u64,
+    /// Records covered.
+    pub records: u64,
+    /// Smallest evidence `timestamp_ns` (u64::MAX: no decodable record).
+    pub min_ts: u64,
+    /// Largest evidence `timestamp_ns`.
+    pub max_ts: u64,
+    /// Records that do not decode as evidence.
+    pub undecodable: u64,
+    /// The keys, once the segment is sealed (`None`: any key may be there).
+    pub keys: Option<Bloom>,
+}
+
+/// Builds a summary record by record.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    summary: Summary,
+    keys: HashSet<u64>,
+}
+
+impl Builder {
+    /// An empty builder for the segment starting at `first`.
+    pub fn new(first: u64) -> Builder {
+        Builder {
+            summary: Summary {
+                first,
+                end: first,
+                len: 0,
+                records: 0,
+                min_ts: u64::MAX,
+                max_ts: 0,
+                undecodable: 0,
+                keys: None,
+            },
+            keys: HashSet::new(),
+        }
+    }
+
+    /// Bytes covered so far.
+    pub fn len(&self) -> u64 {
+        self.summary.len
+    }
+
+    /// Whether nothing is covered yet.
+    pub fn is_empty(&self) -> bool {
+        self.summary.len == 0
+    }
+
+    /// Adds `bytes`, the segment's committed bytes from [`Builder::len`]
+    /// on, whose first record has index `end` so far. Bytes that do not
+    /// scan as records are covered but add nothing (readers skip them too).
+    pub fn extend(&mut self, bytes: &[u8]) {
+        let found = scan(bytes, self.summary.end);
+        for r in &found.records {
+            let payload = &bytes[r.offset + HEADER_LEN..r.offset + r.total];
+            self.summary.records += 1;
+            self.summary.end = r.index + 1;
+            match evidence::decode(payload) {
+                Ok(rec) => {
+                    let ts = rec.stamp.timestamp_ns;
+                    self.summary.min_ts = self.summary.min_ts.min(ts);
+                    self.summary.max_ts = self.summary.max_ts.max(ts);
+                    let e = &rec.evidence;
+                    self.keys.insert(key_hash('r', e.request_id));
+                    self.keys.insert(key_hash('t', e.scope.tenant));
+                    self.keys.insert(key_hash('p', e.plugin));
+                    self.keys.insert(key_hash('g', &e.gate.to_string()));
+                    self.keys.insert(key_hash('v', &e.verdict.to_string()));
+                    self.keys.insert(key_hash('k', &e.kind.to_string()));
+                }
+                Err(_) => self.summary.undecodable += 1,
+            }
+        }
+        self.summary.len += bytes.len() as u64;
+    }
+
+    /// The summary so far, without keys (for the open segment).
+    pub fn partial(&self) -> Summary {
+        self.summary.clone()
+    }
+
+    /// The summary with its Bloom filter (for a sealed segment).
+    pub fn finish(&self) -> Summary {
+        Summary {
+            keys: Some(Bloom::build(&self.keys)),
+            ..self.summary.clone()
+        }
+    }
+}
+
+impl Summary {
+    /// Builds the summary of a whole sealed segment.
+    pub fn of_sealed(first: u64, bytes: &[u8]) -> Summary {
+        let mut b = Builder::new(first);
+        b.extend(bytes);
+        b.finish()
+    }
+
+    /// The `.sum` file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let (hashes, words): (u32, &[u64]) = match &self.keys {
+            Some(b) => (b.hashes, &b.words),
+            None => (0, &[]),
+        };
+        let mut out = Vec::with_capacity(72 + words.len() * 8 + 4);
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        for v in [
+            self.first,
+            self.end,
+            self.len,
+            self.records,
+            self.min_ts,
+            self.max_ts,
+            self.undecodable,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&hashes.to_le_bytes());
+        out.extend_from_slice(&(words.len() as u32).to_le_bytes());
+        for w in words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads a `.sum` file; `None` when it is not a valid one.
+    pub fn decode(b: &[u8]) -> Option<Summary> {
+        if b.len() < 72 + 4 || u32_at(b, 0) != MAGIC || u32_at(b, 4) != 1 {
+            return None;
+        }
+        let body = b.len() - 4;
+        if crc32c::crc32c(&b[..body]) != u32_at(b, body) {
+            return None;
+        }
+        let hashes = u32_at(b, 64);
+        let words = u32_at(b, 68) as usize;
+        if 72 + words * 8 != body || (hashes == 0) != (words == 0) {
+            return None;
+        }
+        let keys = (words > 0).then(|| Bloom {
+            hashes,
+            words: (0..words).map(|i| u64_at(b, 72 + i * 8)).collect(),
+        });
+        Some(Summary {
+            first: u64_at(b, 8),
+            end: u64_at(b, 16),
+            len: u64_at(b, 24),
+            records: u64_at(b, 32),
+            min_ts: u64_at(b, 40),
+            max_ts: u64_at(b, 48),
+            undecodable: u64_at(b, 56),
+            keys,
+        })
+    }
+
+    /// Whether a record with a timestamp in `[since, until)` may be here.
+    pub fn may_have_time(&self, since: Option<u64>, until: Option<u64>) -> bool {
+        if self.records == self.undecodable {
+            return false;
+        }
+        since.is_none_or(|s| self.max_ts >= s) && until.is_none_or(|u| self.min_ts < u)
+    }
+
+    /// Whether a record filed under `key` may be here.
+    pub fn may_have_key(&self, key: u64) -> bool {
+        self.keys.as_ref().is_none_or(|b| b.may_contain(key))
+    }
+}
+
+/// The name of the summary file of segment `name`.
+pub fn summary_name(segment: &str) -> String {
+    let stem = segment.strip_suffix(".seg").unwrap_or(segment);
+    format!("{stem}.sum")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_decode_round_trip_and_bloom_has_every_key() {
+        let mut keys = HashSet::new();
+        for i in 0..5000 {
+            keys.insert(key_hash('r', &format!("req-{i}")));
+        }
+        let s = Summary {
+            first: 7,
+            end: 5007,
+            len: 1 << 20,
+            records: 5000,
+            min_ts: 10,
+            max_ts: 20,
+            undecodable: 1,
+            keys: Some(Bloom::build(&keys)),
+        };
+        let bytes = s.encode();
+        assert_eq!(Summary::decode(&bytes), Some(s.clone()));
+        let mut torn = bytes.clone();
+        torn[30] ^= 1;
+        assert_eq!(Summary::decode(&torn), None, "CRC");
+        let b = s.keys.as_ref().unwrap();
+        assert!((0..5000).all(|i| b.may_contain(key_hash('r', &format!("req-{i}")))));
+        let false_pos = (0..10_000)
+            .filter(|i| b.may_contain(key_hash('r', &format!("other-{i}"))))
+            .count();
+        assert!(false_pos < 100, "{false_pos} false positives in 10000");
+        assert!(!b.may_contain(key_hash('t', "req-1")), "fields are apart");
+    }
+}
