@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Creates (once) the Python venv the real-client tests use, at target/pyenv,
-# with the exact packages of tests/clients/requirements.txt, and prints the
-# venv's python as the last line of stdout.
+# with the exact packages of tests/clients/requirements.txt (and their
+# dependencies at the versions of constraints.txt), and prints the venv's
+# python as the last line of stdout.
 #
 # Idempotent and fast when nothing changed: a stamp file holds the hash of
-# the requirements (and of the python that made the venv); a mismatch
-# reinstalls. Concurrent callers (several test binaries, several builders)
-# are serialized with flock on target/pyenv.lock.
+# the requirements and constraints and the version of the python that made
+# the venv; a mismatch reinstalls. Concurrent callers (several test
+# binaries, several builders) are serialized with flock on
+# target/pyenv.lock.
 #
 # Needs python3 with the venv module (Debian: python3-venv) and PyPI.
 set -euo pipefail
@@ -14,6 +16,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 venv="$root/target/pyenv"
 req="$root/tests/clients/requirements.txt"
+constraints="$root/tests/clients/constraints.txt"
 stamp="$venv/.odock-stamp"
 
 command -v python3 >/dev/null || { echo "pyenv.sh: python3 is not installed" >&2; exit 1; }
@@ -22,7 +25,7 @@ mkdir -p "$root/target"
 exec 9>"$root/target/pyenv.lock"
 flock 9
 
-want="$(sha256sum "$req" | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.version.split()[0])')"
+want="$(cat "$req" "$constraints" | sha256sum | cut -d' ' -f1) $(python3 -c 'import sys; print(sys.version.split()[0])')"
 if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   echo "$venv/bin/python"
   exit 0
