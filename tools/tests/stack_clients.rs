@@ -19,10 +19,8 @@ fn root() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?} did not run: {e}"));
-    out
+    cmd.output()
+        .unwrap_or_else(|e| panic!("{cmd:?} did not run: {e}"))
 }
 
 fn ok(cmd: &mut Command) -> String {

@@ -50,9 +50,7 @@ fn event_end(buf: &[u8]) -> Option<usize> {
     let mut i = 0;
     while i < buf.len() {
         // Find the end of this line.
-        let Some(rel) = buf[i..].iter().position(|&b| b == b'\n' || b == b'\r') else {
-            return None;
-        };
+        let rel = buf[i..].iter().position(|&b| b == b'\n' || b == b'\r')?;
         let eol = i + rel;
         let next = if buf[eol] == b'\r' {
             if eol + 1 >= buf.len() {
@@ -135,7 +133,8 @@ mod tests {
             prop_assert!(s.finish().is_none());
             prop_assert_eq!(out.len(), events.len());
             for (e, want) in out.iter().zip(&events) {
-                prop_assert_eq!(&e[..], format!("data: {want}\n\n").as_bytes());
+                let want = format!("data: {want}\n\n");
+                prop_assert_eq!(&e[..], want.as_bytes());
             }
         }
     }
