@@ -950,13 +950,20 @@ fn mcp_http(shared: &Shared, method: &Method, headers: &HeaderMap, body: &[u8]) 
     if method != Method::POST {
         return wrong_method(method, "/mcp", "POST, GET, DELETE");
     }
-    if !accepts(headers, "application/json") {
+    // JSON when the client takes it (the official SDKs take both); an SSE
+    // stream for a client that takes only that.
+    let sse = if accepts(headers, "application/json") {
+        false
+    } else if accepts(headers, "text/event-stream") {
+        true
+    } else {
         return mcp_refusal(
             StatusCode::NOT_ACCEPTABLE,
             TRANSPORT_ERROR,
-            "Not Acceptable: odock-mock answers with application/json, which the Accept header leaves out",
+            "Not Acceptable: odock-mock answers with application/json or text/event-stream, \
+             and the Accept header takes neither",
         );
-    }
+    };
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = String::from_utf8_lossy(ct.as_bytes()).to_ascii_lowercase();
         if !ct.trim_start().starts_with("application/json") {
@@ -1023,6 +1030,13 @@ fn mcp_http(shared: &Shared, method: &Method, headers: &HeaderMap, body: &[u8]) 
     let answers: Vec<Value> = messages.iter().filter_map(mcp_message).collect();
     let mut response = if answers.is_empty() {
         respond(StatusCode::ACCEPTED, None, full(Bytes::new()))
+    } else if sse {
+        // One `message` event per answer, then the stream ends.
+        let events: String = answers
+            .iter()
+            .map(|answer| format!("event: message\ndata: {answer}\n\n"))
+            .collect();
+        respond(StatusCode::OK, Some("text/event-stream"), full(events))
     } else if batch {
         json_response(StatusCode::OK, &Value::Array(answers))
     } else {

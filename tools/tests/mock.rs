@@ -623,7 +623,8 @@ async fn mcp_refusals() {
     let a = mcp(&mut c, None, &json!([request(1, "initialize", json!({}))])).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
 
-    // A client that takes only SSE gets 406: the mock answers in JSON.
+    // A client that takes only SSE gets its answer as an SSE event; one
+    // that takes neither JSON nor SSE gets 406.
     let a = c
         .send(
             Method::POST,
@@ -632,6 +633,29 @@ async fn mcp_refusals() {
                 ("accept", "text/event-stream"),
                 ("mcp-session-id", &session),
             ],
+            json!([ping, request(2, "tools/list", json!({}))]).to_string(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.header("content-type"), Some("text/event-stream"));
+    let text = std::str::from_utf8(&a.body).unwrap();
+    let events: Vec<Value> = text
+        .split_terminator("\n\n")
+        .map(|e| {
+            let data = e
+                .strip_prefix("event: message\ndata: ")
+                .unwrap_or_else(|| panic!("not a message event: {e:?}"));
+            serde_json::from_str(data).unwrap()
+        })
+        .collect();
+    assert_eq!(events.len(), 2, "{text}");
+    assert_eq!(events[0], json!({"jsonrpc": "2.0", "id": 1, "result": {}}));
+    assert_eq!(events[1]["result"]["tools"].as_array().unwrap().len(), 3);
+    let a = c
+        .send(
+            Method::POST,
+            "/mcp",
+            &[("accept", "text/html"), ("mcp-session-id", &session)],
             ping.to_string(),
         )
         .await;
