@@ -140,6 +140,22 @@ pub struct SeenRequest {
 
 /// A running mock upstream. Dropping it (or [`Mock::shutdown`]) stops the
 /// server and joins its thread.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use odock_tools::mock::{Mock, MockConfig};
+///
+/// let mock = Mock::start("127.0.0.1:0".parse().unwrap(), MockConfig::default()).unwrap();
+/// let mut conn = std::net::TcpStream::connect(mock.addr()).unwrap();
+/// conn.write_all(b"GET /v1/models HTTP/1.1\r\nHost: mock\r\nConnection: close\r\n\r\n")
+///     .unwrap();
+/// let mut answer = String::new();
+/// conn.read_to_string(&mut answer).unwrap();
+/// assert!(answer.starts_with("HTTP/1.1 200 OK"));
+/// assert!(answer.contains(r#""id":"gpt-4o-mini""#));
+/// assert_eq!(mock.stats().models, 1);
+/// mock.shutdown();
+/// ```
 #[derive(Debug)]
 pub struct Mock {
     addr: SocketAddr,
