@@ -1,0 +1,1582 @@
+//! The reference gateway (`odock_tools::gateway`) end to end, over real
+//! TCP: authentication, request-gate blocks (OpenAI and MCP), headers both
+//! ways, streamed answers through the response gate, pauses on a governed
+//! integration, upstream failures, the complete gate, policy swaps through
+//! the run directory, and a graceful shutdown.
+//!
+//! Each test starts its own gateway on port 0 with its own run directory
+//! (policy installed by writing `policy.json`, as control does) in front of
+//! the mock upstream or of a scripted one, and talks to it with a small
+//! HTTP/1.1 client over `std::net::TcpStream`.
+
+mod plugin_support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use odock_dataplane::plugin::Pin;
+use odock_dataplane::runtime::control_link::{
+    BindingEntry, GatePriorities, POLICY_FORMAT, PluginEntry, PolicyFile, ScopeEntry,
+};
+use odock_dataplane::runtime::{Counter, PluginSource};
+use odock_plugin_abi::{Capability, Gate};
+use odock_suite::watchdog;
+use odock_tools::gateway::sse::SseSplitter;
+use odock_tools::gateway::{Gateway, GatewayConfig, VirtualKey};
+use odock_tools::mock::{self, Mock, MockConfig};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The bound of every test: a hang fails instead of stalling CI.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The virtual key of tenant `acme`.
+const KEY: &str = "sk-odock-acme-0001";
+/// The virtual key of tenant `denycorp` (the mock approval service denies
+/// whatever mentions "deny").
+const DENY_KEY: &str = "sk-odock-denycorp-0002";
+/// The credential the gateway sends upstream when configured.
+const UPSTREAM_KEY: &str = "sk-upstream-secret-42";
+
+// ---------------------------------------------------------------------------
+// An HTTP/1.1 client over TcpStream
+
+/// One request's answer, read as it comes.
+struct Conn {
+    reader: BufReader<TcpStream>,
+    status: u16,
+    headers: Vec<(String, String)>,
+    framing: Framing,
+    done: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Chunked,
+    Length(usize),
+    UntilClose,
+}
+
+fn read_line(reader: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .expect("reading a line of the answer");
+    line
+}
+
+impl Conn {
+    /// Sends a request (`Connection: close`) and reads the answer's head.
+    fn open(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connecting");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (n, v) in headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut writer = stream.try_clone().unwrap();
+        // A server that answers before reading the whole body may close
+        // early; its answer is still there to read.
+        let _ = writer
+            .write_all(head.as_bytes())
+            .and_then(|()| writer.write_all(body));
+        let mut reader = BufReader::new(stream);
+        let status_line = read_line(&mut reader);
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP status line: {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let line = read_line(&mut reader);
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (n, v) = line.split_once(':').expect("a header line");
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let framing = if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            Framing::Chunked
+        } else if let Some(n) = get("content-length") {
+            Framing::Length(n.parse().expect("a numeric content-length"))
+        } else {
+            Framing::UntilClose
+        };
+        Conn {
+            reader,
+            status,
+            headers,
+            framing,
+            done: false,
+        }
+    }
+
+    /// The next piece of the body as it came (a chunk when chunked), or
+    /// `None` at its end.
+    fn next_data(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        match self.framing {
+            Framing::Chunked => {
+                let line = read_line(&mut self.reader);
+                assert!(
+                    !line.is_empty(),
+                    "the chunked body ended without its last chunk"
+                );
+                let size = line.trim_end().split(';').next().unwrap_or("");
+                let size = usize::from_str_radix(size.trim(), 16)
+                    .unwrap_or_else(|_| panic!("not a chunk size: {line:?}"));
+                if size == 0 {
+                    // Trailers, then the blank line.
+                    while !read_line(&mut self.reader).trim_end().is_empty() {}
+                    self.done = true;
+                    return None;
+                }
+                let mut data = vec![0; size + 2];
+                self.reader.read_exact(&mut data).expect("a whole chunk");
+                assert_eq!(&data[size..], b"\r\n", "a chunk ends with CRLF");
+                data.truncate(size);
+                Some(data)
+            }
+            Framing::Length(n) => {
+                self.done = true;
+                let mut data = vec![0; n];
+                self.reader.read_exact(&mut data).expect("the whole body");
+                (n > 0).then_some(data)
+            }
+            Framing::UntilClose => {
+                self.done = true;
+                let mut data = Vec::new();
+                self.reader.read_to_end(&mut data).expect("the body");
+                (!data.is_empty()).then_some(data)
+            }
+        }
+    }
+
+    /// Reads the rest of the body.
+    fn finish(mut self) -> Answer {
+        let mut body = Vec::new();
+        while let Some(d) = self.next_data() {
+            body.extend_from_slice(&d);
+        }
+        Answer {
+            status: self.status,
+            headers: self.headers,
+            body,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        header_of(&self.headers, name)
+    }
+
+    /// The body as server-sent events.
+    fn events(self) -> Events {
+        Events {
+            conn: self,
+            split: SseSplitter::default(),
+            eof: false,
+        }
+    }
+}
+
+fn header_of<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// A whole answer.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        header_of(&self.headers, name)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// An answer's server-sent events, read one at a time.
+struct Events {
+    conn: Conn,
+    split: SseSplitter,
+    eof: bool,
+}
+
+impl Events {
+    fn next_event(&mut self) -> Option<String> {
+        loop {
+            if let Some(e) = self.split.next_event() {
+                return Some(String::from_utf8(e.to_vec()).expect("a UTF-8 event"));
+            }
+            if self.eof {
+                return self
+                    .split
+                    .finish()
+                    .map(|e| String::from_utf8(e.to_vec()).expect("a UTF-8 event"));
+            }
+            match self.conn.next_data() {
+                Some(d) => self.split.push(&d),
+                None => self.eof = true,
+            }
+        }
+    }
+
+    fn rest(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.next_event()).collect()
+    }
+}
+
+/// The `data:` of an event.
+fn data(event: &str) -> &str {
+    event
+        .trim_end()
+        .strip_prefix("data:")
+        .unwrap_or_else(|| panic!("not a data event: {event:?}"))
+        .trim_start()
+}
+
+fn is_done(event: &str) -> bool {
+    data(event) == "[DONE]"
+}
+
+/// The text a chat completion chunk adds.
+fn delta(event: &str) -> String {
+    let v: Value = serde_json::from_str(data(event))
+        .unwrap_or_else(|e| panic!("not a JSON event ({e}): {event:?}"));
+    v["choices"][0]["delta"]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn auth(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+fn chat_body(text: &str, stream: bool) -> String {
+    json!({
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": text}],
+        "stream": stream,
+    })
+    .to_string()
+}
+
+/// Opens `POST /v1/chat/completions`; `key` as Bearer when given.
+fn open_chat(
+    addr: SocketAddr,
+    key: Option<&str>,
+    text: &str,
+    stream: bool,
+    extra: &[(&str, &str)],
+) -> Conn {
+    let bearer = key.map(auth);
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(b) = &bearer {
+        headers.push(("authorization", b.as_str()));
+    }
+    headers.extend_from_slice(extra);
+    Conn::open(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &headers,
+        chat_body(text, stream).as_bytes(),
+    )
+}
+
+fn chat(addr: SocketAddr, key: Option<&str>, text: &str) -> Answer {
+    open_chat(addr, key, text, false, &[]).finish()
+}
+
+/// Checks an OpenAI-style error answer and returns its `error` object.
+fn openai_error(answer: &Answer, status: u16, code: &str) -> Value {
+    assert_eq!(answer.status, status, "{}", answer.text());
+    let v = answer.json();
+    let error = v["error"].clone();
+    assert_eq!(error["code"], code, "{v}");
+    assert!(error["message"].is_string(), "{v}");
+    assert!(error["type"].is_string(), "{v}");
+    error
+}
+
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let limit = Duration::from_secs(30);
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Plugins and policy files
+
+/// The probe plugin (whole-body at the response gate) named `name`.
+fn probe(name: &str) -> PluginSource {
+    plugin_support::probe_plugin(name, &[])
+}
+
+/// The probe plugin named `name`, per chunk at the response gate.
+fn chunk_probe(name: &str) -> PluginSource {
+    plugin_support::probe_plugin(name, &[("RESPONSE_MODE", "ODOCK_RESPONSE_PER_CHUNK")])
+}
+
+/// The reference `approval` plugin.
+fn approval() -> PluginSource {
+    let path = plugin_support::rust_plugin("odock-plugin-approval");
+    PluginSource {
+        name: "approval".into(),
+        pin: Pin::of_file(&path).unwrap(),
+        path,
+    }
+}
+
+fn entry(p: &PluginSource) -> PluginEntry {
+    PluginEntry {
+        name: p.name.clone(),
+        path: p.path.clone(),
+        sha256: p.pin.to_string(),
+    }
+}
+
+fn on(request: Option<i32>, response: Option<i32>, complete: Option<i32>) -> GatePriorities {
+    GatePriorities {
+        request,
+        response,
+        complete,
+    }
+}
+
+const REQUEST: GatePriorities = GatePriorities {
+    request: Some(10),
+    response: None,
+    complete: None,
+};
+const RESPONSE: GatePriorities = GatePriorities {
+    request: None,
+    response: Some(10),
+    complete: None,
+};
+const COMPLETE: GatePriorities = GatePriorities {
+    request: None,
+    response: None,
+    complete: Some(10),
+};
+
+/// A binding of `plugin` everywhere, granted everything and the
+/// `approvals` integration.
+fn bind(plugin: &PluginSource, priority: GatePriorities, config: &str) -> BindingEntry {
+    BindingEntry {
+        plugin: plugin.name.clone(),
+        scope: ScopeEntry::default(),
+        enabled: true,
+        priority,
+        capabilities: Capability::ALL
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect(),
+        integrations: vec!["approvals".into()],
+        config: config.into(),
+        failure_mode: "enforce".into(),
+        time_budget_us: 5_000_000,
+    }
+}
+
+fn scoped(mut b: BindingEntry, scope: ScopeEntry) -> BindingEntry {
+    b.scope = scope;
+    b
+}
+
+fn policy(version: u64, plugins: &[&PluginSource], bindings: Vec<BindingEntry>) -> PolicyFile {
+    PolicyFile {
+        format: POLICY_FORMAT,
+        version,
+        plugins: plugins.iter().map(|p| entry(p)).collect(),
+        bindings,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A gateway in front of the mock
+
+fn keys() -> Vec<VirtualKey> {
+    vec![
+        VirtualKey {
+            key: KEY.into(),
+            id: "vk-acme".into(),
+            tenant: "acme".into(),
+            environment: Some("prod".into()),
+        },
+        VirtualKey {
+            key: DENY_KEY.into(),
+            id: "vk-denycorp".into(),
+            tenant: "denycorp".into(),
+            environment: Some("prod".into()),
+        },
+    ]
+}
+
+/// A gateway (fields drop in order: the gateway before the mock and the run
+/// directory).
+struct Env {
+    gateway: Gateway,
+    mock: Mock,
+    run: TempDir,
+}
+
+impl Env {
+    /// The mock (with `mock_config`), then a gateway in front of it with
+    /// `policy` already in its run directory; `tweak` adjusts its config
+    /// (upstream, integrations, limits).
+    fn start(
+        policy: &PolicyFile,
+        mock_config: MockConfig,
+        tweak: impl FnOnce(&mut GatewayConfig),
+    ) -> Env {
+        let mock = Mock::start("127.0.0.1:0".parse().unwrap(), mock_config).expect("the mock");
+        let run = tempfile::tempdir().unwrap();
+        let mut config = GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream: format!("http://{}", mock.addr()),
+            upstream_api_key: Some(UPSTREAM_KEY.into()),
+            run_dir: Some(run.path().to_owned()),
+            workers: 2,
+            pin: false,
+            upstream_timeout_ms: 30_000,
+            keys: keys(),
+            ..GatewayConfig::default()
+        };
+        config.integrations.insert(
+            "approvals".into(),
+            format!("http://{}/approvals", mock.addr()),
+        );
+        tweak(&mut config);
+        policy.write_atomic(run.path()).unwrap();
+        let gateway = Gateway::start(config).unwrap_or_else(|e| panic!("the gateway: {e}"));
+        let env = Env { gateway, mock, run };
+        env.wait(policy.version);
+        env
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.gateway.addr()
+    }
+
+    fn wait(&self, version: u64) {
+        assert!(
+            self.gateway
+                .wait_for_policy(version, Duration::from_secs(30)),
+            "policy {version} did not install: {:?}",
+            self.gateway.control_link().status()
+        );
+    }
+
+    /// Installs `policy` as control would, and waits for it.
+    fn install(&self, policy: &PolicyFile) {
+        policy.write_atomic(self.run.path()).unwrap();
+        self.wait(policy.version);
+    }
+
+    /// The last request the mock saw on an upstream route.
+    fn last_upstream(&self) -> mock::SeenRequest {
+        self.mock
+            .requests()
+            .pop()
+            .expect("the upstream saw a request")
+    }
+}
+
+fn no_plugins() -> PolicyFile {
+    policy(1, &[], vec![])
+}
+
+/// A port nothing listens on.
+fn closed_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    addr
+}
+
+// ---------------------------------------------------------------------------
+// A scripted SSE upstream: the test says when each event goes out
+
+struct Scripted {
+    addr: SocketAddr,
+    events: Option<mpsc::Sender<String>>,
+    thread: Option<JoinHandle<String>>,
+}
+
+impl Scripted {
+    /// Serves one request with a chunked `text/event-stream` answer whose
+    /// events are the ones [`Scripted::send`] gives, when it gives them.
+    fn start() -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel::<String>();
+        let thread = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("the gateway connects");
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line.trim_end().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let mut w = stream;
+            w.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+                  transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+            )
+            .unwrap();
+            for event in rx {
+                let sent = w
+                    .write_all(format!("{:x}\r\n", event.len()).as_bytes())
+                    .and_then(|()| w.write_all(event.as_bytes()))
+                    .and_then(|()| w.write_all(b"\r\n"))
+                    .and_then(|()| w.flush());
+                if sent.is_err() {
+                    return head; // the gateway hung up
+                }
+            }
+            let _ = w.write_all(b"0\r\n\r\n");
+            head
+        });
+        Scripted {
+            addr,
+            events: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&self, event: &str) {
+        self.events
+            .as_ref()
+            .unwrap()
+            .send(event.to_owned())
+            .unwrap();
+    }
+
+    /// Sends an event if the upstream still serves.
+    fn try_send(&self, event: &str) {
+        let _ = self.events.as_ref().unwrap().send(event.to_owned());
+    }
+
+    /// Ends the stream; returns the request head the upstream got.
+    fn end(&mut self) -> String {
+        drop(self.events.take());
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+fn chunk_event(text: &str) -> String {
+    let chunk = json!({
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}],
+    });
+    format!("data: {chunk}\n\n")
+}
+
+const DONE: &str = "data: [DONE]\n\n";
+
+// ---------------------------------------------------------------------------
+// 1. Authentication
+
+#[test]
+fn auth_refuses_missing_and_unknown_keys_and_admits_a_good_one() {
+    watchdog(LIMIT, || {
+        let env = Env::start(&no_plugins(), MockConfig::default(), |_| {});
+        let addr = env.addr();
+
+        let none = chat(addr, None, "hello");
+        let e = openai_error(&none, 401, "invalid_api_key");
+        assert_eq!(e["type"], "invalid_request_error");
+
+        let unknown = chat(addr, Some("sk-odock-nobody-999"), "hello");
+        openai_error(&unknown, 401, "invalid_api_key");
+
+        // Not a Bearer credential at all.
+        let basic = Conn::open(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", KEY), ("content-type", "application/json")],
+            chat_body("hello", false).as_bytes(),
+        )
+        .finish();
+        openai_error(&basic, 401, "invalid_api_key");
+        assert!(
+            env.mock.requests().is_empty(),
+            "a refused request went upstream"
+        );
+        assert_eq!(env.mock.stats().chat_completions, 0);
+
+        let ok = chat(addr, Some(KEY), "hello");
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        let v = ok.json();
+        assert_eq!(v["object"], "chat.completion", "{v}");
+        assert_eq!(v["choices"][0]["message"]["content"], "Echo: hello", "{v}");
+        let id = ok.header("x-odock-request-id").expect("x-odock-request-id");
+        assert!(id.parse::<u64>().is_ok(), "request id {id:?}");
+        // The upstream saw the same id.
+        let seen = env.last_upstream();
+        assert_eq!(
+            seen.headers.get("x-odock-request-id").map(String::as_str),
+            Some(id)
+        );
+
+        // Every exchange has its own id.
+        let ids: std::collections::BTreeSet<String> = (0..6)
+            .map(|_| {
+                let a = chat(addr, Some(KEY), "again");
+                assert_eq!(a.status, 200, "{}", a.text());
+                a.header("x-odock-request-id").unwrap().to_owned()
+            })
+            .chain([id.to_owned()])
+            .collect();
+        assert_eq!(ids.len(), 7, "{ids:?}");
+
+        let stats = env.gateway.stats();
+        assert_eq!(stats.unauthorized, 3, "{stats:?}");
+        assert_eq!(stats.requests, 10, "{stats:?}");
+        assert_eq!(env.mock.stats().chat_completions, 7);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 2. A request-gate block
+
+#[test]
+fn a_request_gate_block_answers_with_the_plugins_status_and_reason_only() {
+    watchdog(LIMIT, || {
+        let blocker = probe("gw-blocker");
+        let p = policy(
+            1,
+            &[&blocker],
+            vec![bind(
+                &blocker,
+                REQUEST,
+                "header:x-first=1;block:451:this request breaks the acme policy",
+            )],
+        );
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        for stream in [false, true] {
+            let answer = open_chat(env.addr(), Some(KEY), "hello", stream, &[]).finish();
+            assert_eq!(answer.status, 451, "{}", answer.text());
+            assert_eq!(
+                answer.json(),
+                json!({"error": {
+                    "message": "this request breaks the acme policy",
+                    "type": "odock_policy",
+                    "param": null,
+                    "code": "blocked",
+                }})
+            );
+            assert_eq!(answer.header("x-odock-blocked-by"), Some("gw-blocker"));
+            assert!(answer.header("x-odock-request-id").is_some());
+            assert!(
+                answer
+                    .header("content-type")
+                    .is_some_and(|c| c.starts_with("application/json"))
+            );
+            // The plugin's internal detail stays in evidence.
+            let text = answer.text();
+            assert!(!text.contains("internal"), "{text}");
+            assert!(
+                answer.headers.iter().all(|(_, v)| !v.contains("internal")),
+                "{:?}",
+                answer.headers
+            );
+        }
+        assert!(
+            env.mock.requests().is_empty(),
+            "a blocked request went upstream"
+        );
+        assert_eq!(env.mock.stats().chat_completions, 0);
+        assert_eq!(env.gateway.stats().blocked, 2);
+        assert_eq!(
+            env.gateway
+                .runtime()
+                .counter("gw-blocker", Gate::Request, Counter::Blocks),
+            2
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 3. An MCP block
+
+fn mcp(addr: SocketAddr, session: Option<&str>, body: &Value) -> Answer {
+    let bearer = auth(KEY);
+    let mut headers = vec![
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    if let Some(s) = session {
+        headers.push(("mcp-session-id", s));
+        headers.push(("mcp-protocol-version", "2025-06-18"));
+    }
+    Conn::open(addr, "POST", "/mcp", &headers, body.to_string().as_bytes()).finish()
+}
+
+fn tool_call(id: Value, tool: &str, arguments: Value) -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    })
+}
+
+#[test]
+fn an_mcp_tool_call_block_is_a_json_rpc_error_for_the_calls_id() {
+    watchdog(LIMIT, || {
+        let guard = probe("gw-tool-guard");
+        let p = policy(
+            1,
+            &[&guard],
+            vec![scoped(
+                bind(
+                    &guard,
+                    REQUEST,
+                    "block:403:deleting repositories needs a human",
+                ),
+                ScopeEntry {
+                    mcp_server: Some("tools".into()),
+                    mcp_tool: Some("delete_repo".into()),
+                    ..ScopeEntry::default()
+                },
+            )],
+        );
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let addr = env.addr();
+
+        let init = mcp(
+            addr,
+            None,
+            &json!({
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "gateway-test", "version": "0"},
+                },
+            }),
+        );
+        assert_eq!(init.status, 200, "{}", init.text());
+        let session = init
+            .header("mcp-session-id")
+            .expect("the session id passes back through the gateway")
+            .to_owned();
+        assert_eq!(init.json()["result"]["serverInfo"]["name"], "odock-mock");
+
+        // A tool the binding does not name passes.
+        let search = mcp(
+            addr,
+            Some(&session),
+            &tool_call(json!(2), "search", json!({"query": "odock"})),
+        );
+        assert_eq!(search.status, 200, "{}", search.text());
+        let v = search.json();
+        assert_eq!(v["id"], 2, "{v}");
+        assert!(v.get("error").is_none() && v["result"].is_object(), "{v}");
+        let mcp_before = env.mock.stats().mcp;
+        assert_eq!(mcp_before, 2);
+
+        for id in [json!(42), json!("call-7")] {
+            let blocked = mcp(
+                addr,
+                Some(&session),
+                &tool_call(id.clone(), "delete_repo", json!({"repo": "acme/prod"})),
+            );
+            assert_eq!(blocked.status, 200, "{}", blocked.text());
+            assert_eq!(blocked.header("x-odock-blocked-by"), Some("gw-tool-guard"));
+            assert_eq!(
+                blocked.json(),
+                json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {
+                        "code": -32003,
+                        "message": "deleting repositories needs a human",
+                        "data": {"status": 403, "plugin": "gw-tool-guard"},
+                    },
+                })
+            );
+            assert!(!blocked.text().contains("internal"));
+        }
+        assert_eq!(
+            env.mock.stats().mcp,
+            mcp_before,
+            "a blocked tool call reached the MCP server"
+        );
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 4. Headers
+
+#[test]
+fn gate_headers_travel_and_the_callers_key_never_leaves_the_gateway() {
+    watchdog(LIMIT, || {
+        let (req, resp) = (probe("gw-req-headers"), chunk_probe("gw-resp-headers"));
+        let p = policy(
+            1,
+            &[&req, &resp],
+            vec![
+                bind(
+                    &req,
+                    REQUEST,
+                    "header:x-gate-added=req-1;echo:authorization",
+                ),
+                bind(&resp, RESPONSE, "header:x-gate-answer=resp-1"),
+            ],
+        );
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let addr = env.addr();
+
+        // A whole answer.
+        let answer = open_chat(addr, Some(KEY), "hi", false, &[("x-caller", "c-1")]).finish();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.header("x-gate-answer"), Some("resp-1"));
+        assert_eq!(
+            answer.json()["choices"][0]["message"]["content"],
+            "Echo: hi"
+        );
+        let seen = env.last_upstream();
+        let h = |n: &str| seen.headers.get(n).map(String::as_str);
+        assert_eq!(h("x-gate-added"), Some("req-1"), "{seen:?}");
+        assert_eq!(h("x-caller"), Some("c-1"), "{seen:?}");
+        assert_eq!(
+            h("authorization"),
+            Some(auth(UPSTREAM_KEY).as_str()),
+            "{seen:?}"
+        );
+        // Plugins never see the caller's key, so none can hand it on.
+        assert_eq!(h("x-saw-authorization"), Some("none"), "{seen:?}");
+        assert!(
+            seen.headers.values().all(|v| !v.contains(KEY)),
+            "the caller's key reached the upstream: {seen:?}"
+        );
+
+        // A stream: the response gate's header is in the head, which comes
+        // with the first event.
+        let conn = open_chat(addr, Some(KEY), "one two three", true, &[]);
+        assert_eq!(conn.status, 200);
+        assert_eq!(conn.header("x-gate-answer"), Some("resp-1"));
+        assert!(
+            conn.header("content-type")
+                .is_some_and(|c| c.starts_with("text/event-stream")),
+            "{:?}",
+            conn.headers
+        );
+        let events = conn.events().rest();
+        assert!(is_done(events.last().unwrap()), "{events:?}");
+        let seen = env.last_upstream();
+        assert_eq!(
+            seen.headers.get("x-gate-added").map(String::as_str),
+            Some("req-1")
+        );
+        assert!(seen.headers.values().all(|v| !v.contains(KEY)), "{seen:?}");
+    });
+}
+
+#[test]
+fn a_request_gate_rewrite_is_what_the_upstream_gets() {
+    watchdog(LIMIT, || {
+        let dlp = probe("gw-request-redact");
+        let p = policy(1, &[&dlp], vec![bind(&dlp, REQUEST, "redact:hunter2")]);
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let answer = chat(env.addr(), Some(KEY), "my password is hunter2");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        // The mock echoes what it got.
+        assert_eq!(
+            answer.json()["choices"][0]["message"]["content"],
+            "Echo: my password is *******"
+        );
+        let seen = env.last_upstream();
+        assert_eq!(
+            seen.body_len,
+            chat_body("my password is hunter2", false).len()
+        );
+    });
+}
+
+#[test]
+fn without_an_upstream_key_no_authorization_goes_upstream() {
+    watchdog(LIMIT, || {
+        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+            c.upstream_api_key = None;
+        });
+        let answer = chat(env.addr(), Some(KEY), "hi");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let seen = env.last_upstream();
+        assert!(!seen.headers.contains_key("authorization"), "{seen:?}");
+        assert!(seen.headers.values().all(|v| !v.contains(KEY)), "{seen:?}");
+
+        let models = Conn::open(
+            env.addr(),
+            "GET",
+            "/v1/models",
+            &[("authorization", &auth(KEY))],
+            b"",
+        )
+        .finish();
+        assert_eq!(models.status, 200, "{}", models.text());
+        let seen = env.last_upstream();
+        assert_eq!(seen.path, "/v1/models");
+        assert!(!seen.headers.contains_key("authorization"), "{seen:?}");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 5. Streaming
+
+#[test]
+fn a_streamed_answer_passes_event_by_event() {
+    watchdog(LIMIT, || {
+        let mut upstream = Scripted::start();
+        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+            c.upstream = format!("http://{}", upstream.addr);
+        });
+        let words = ["Echo: ", "one ", "two ", "three"];
+        // Only the first event is out when the caller starts reading: the
+        // caller gets each event before the upstream sends the next.
+        upstream.send(&chunk_event(words[0]));
+        let conn = open_chat(env.addr(), Some(KEY), "one two three", true, &[]);
+        assert_eq!(conn.status, 200);
+        assert!(conn.header("x-odock-request-id").is_some());
+        let mut events = conn.events();
+        for (i, w) in words.iter().enumerate() {
+            if i > 0 {
+                upstream.send(&chunk_event(w));
+            }
+            let e = events.next_event().expect("the next event");
+            assert_eq!(delta(&e), *w, "event {i}: {e:?}");
+        }
+        upstream.send(DONE);
+        assert_eq!(events.next_event().as_deref(), Some(DONE));
+        let head = upstream.end();
+        assert_eq!(events.next_event(), None, "nothing after [DONE]");
+        assert!(head.starts_with("POST /v1/chat/completions "), "{head}");
+        assert_eq!(env.gateway.stats().streamed, 1);
+    });
+}
+
+#[test]
+fn a_response_gate_redaction_shows_in_the_streamed_events() {
+    watchdog(LIMIT, || {
+        let dlp = chunk_probe("gw-chunk-redact");
+        let p = policy(1, &[&dlp], vec![bind(&dlp, RESPONSE, "redact:secret")]);
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let conn = open_chat(env.addr(), Some(KEY), "tell me the secret plan", true, &[]);
+        assert_eq!(conn.status, 200);
+        let events = conn.events().rest();
+        assert!(is_done(events.last().unwrap()), "{events:?}");
+        let text: String = events[..events.len() - 1]
+            .iter()
+            .map(|e| delta(e))
+            .collect();
+        assert_eq!(text, "Echo: tell me the ****** plan");
+        assert!(events.iter().all(|e| !e.contains("secret")), "{events:?}");
+        // One event per word, each whole JSON (the redaction kept its size).
+        assert_eq!(events.len(), 7, "{events:?}");
+        assert_eq!(
+            env.gateway
+                .runtime()
+                .counter("gw-chunk-redact", Gate::Response, Counter::Calls),
+            7
+        );
+
+        // The whole (not streamed) answer is redacted too.
+        let answer = chat(env.addr(), Some(KEY), "the secret");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(
+            answer.json()["choices"][0]["message"]["content"],
+            "Echo: the ******"
+        );
+    });
+}
+
+#[test]
+fn a_block_in_the_middle_of_a_stream_ends_it_with_an_error_event() {
+    watchdog(LIMIT, || {
+        // A whole-body plugin judges the answer once it has all of it: at
+        // the last event, after the caller has the others.
+        let judge = probe("gw-stream-judge");
+        let p = policy(
+            1,
+            &[&judge],
+            vec![bind(
+                &judge,
+                RESPONSE,
+                "block:451:the answer broke a policy",
+            )],
+        );
+        let mut upstream = Scripted::start();
+        let env = Env::start(&p, MockConfig::default(), |c| {
+            c.upstream = format!("http://{}", upstream.addr);
+        });
+        upstream.send(&chunk_event("Echo: "));
+        let conn = open_chat(env.addr(), Some(KEY), "x", true, &[]);
+        assert_eq!(conn.status, 200);
+        let mut events = conn.events();
+        assert_eq!(delta(&events.next_event().unwrap()), "Echo: ");
+        upstream.send(&chunk_event("forbidden "));
+        assert_eq!(delta(&events.next_event().unwrap()), "forbidden ");
+        upstream.send(&chunk_event("words"));
+        assert_eq!(delta(&events.next_event().unwrap()), "words");
+        upstream.send(DONE);
+        let last = events.next_event().expect("a final error event");
+        let v: Value = serde_json::from_str(data(&last)).unwrap();
+        assert_eq!(v["error"]["message"], "the answer broke a policy", "{v}");
+        assert_eq!(v["error"]["type"], "odock_policy", "{v}");
+        assert_eq!(v["error"]["code"], "blocked", "{v}");
+        assert!(!last.contains("internal"), "{last}");
+        let rest = events.rest();
+        assert!(rest.is_empty(), "events after the error: {rest:?}");
+        upstream.end();
+        assert_eq!(env.gateway.stats().blocked, 1);
+    });
+}
+
+#[test]
+fn events_joined_or_split_by_the_network_are_gated_whole() {
+    watchdog(LIMIT, || {
+        let dlp = chunk_probe("gw-event-redact");
+        let p = policy(1, &[&dlp], vec![bind(&dlp, RESPONSE, "redact:secret")]);
+        let mut upstream = Scripted::start();
+        let env = Env::start(&p, MockConfig::default(), |c| {
+            c.upstream = format!("http://{}", upstream.addr);
+        });
+        // Two events in one network chunk, then one cut inside "secret".
+        upstream.send(&format!("{}{}", chunk_event("Echo: "), chunk_event("the ")));
+        let split = chunk_event("top secret");
+        let cut = split.find("secret").unwrap() + 3;
+        let conn = open_chat(env.addr(), Some(KEY), "x", true, &[]);
+        assert_eq!(conn.status, 200);
+        let mut events = conn.events();
+        assert_eq!(delta(&events.next_event().unwrap()), "Echo: ");
+        assert_eq!(delta(&events.next_event().unwrap()), "the ");
+        upstream.send(&split[..cut]);
+        upstream.send(&split[cut..]);
+        assert_eq!(delta(&events.next_event().unwrap()), "top ******");
+        upstream.send(DONE);
+        assert_eq!(events.next_event().as_deref(), Some(DONE));
+        upstream.end();
+        assert_eq!(events.next_event(), None);
+        // One gate call per event: four, whatever the network did.
+        assert_eq!(
+            env.gateway
+                .runtime()
+                .counter("gw-event-redact", Gate::Response, Counter::Calls),
+            4
+        );
+    });
+}
+
+#[test]
+fn a_response_gate_block_of_a_whole_answer_is_the_callers_error() {
+    watchdog(LIMIT, || {
+        let judge = probe("gw-answer-judge");
+        let p = policy(
+            1,
+            &[&judge],
+            vec![bind(
+                &judge,
+                RESPONSE,
+                "block:502:the answer broke a policy",
+            )],
+        );
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let answer = chat(env.addr(), Some(KEY), "hello");
+        let e = openai_error(&answer, 502, "blocked");
+        assert_eq!(e["type"], "odock_policy");
+        assert_eq!(e["message"], "the answer broke a policy");
+        assert_eq!(answer.header("x-odock-blocked-by"), Some("gw-answer-judge"));
+        assert!(!answer.text().contains("Echo"), "{}", answer.text());
+        assert!(!answer.text().contains("internal"), "{}", answer.text());
+        // The upstream did answer; the caller got the block instead.
+        assert_eq!(env.mock.stats().chat_completions, 1);
+        assert_eq!(env.gateway.stats().blocked, 1);
+    });
+}
+
+#[test]
+fn a_block_at_the_first_event_is_the_streams_only_event() {
+    watchdog(LIMIT, || {
+        let guard = chunk_probe("gw-chunk-block");
+        let p = policy(
+            1,
+            &[&guard],
+            vec![bind(&guard, RESPONSE, "block:451:no streams today")],
+        );
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let conn = open_chat(env.addr(), Some(KEY), "one two three", true, &[]);
+        assert_eq!(conn.status, 200);
+        let events = conn.events().rest();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let v: Value = serde_json::from_str(data(&events[0])).unwrap();
+        assert_eq!(v["error"]["message"], "no streams today", "{v}");
+        assert_eq!(v["error"]["code"], "blocked", "{v}");
+        assert!(events.iter().all(|e| !e.contains("[DONE]")));
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 6. Pauses on a governed integration
+
+const APPROVAL_CONFIG: &str =
+    r#"{"models":["gpt-4o"],"timeout_ms":5000,"on_timeout":"deny","on_error":"deny"}"#;
+
+#[test]
+fn a_pause_calls_the_integration_and_resumes_with_its_answer() {
+    watchdog(LIMIT, || {
+        let ap = approval();
+        let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, APPROVAL_CONFIG)]);
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let addr = env.addr();
+
+        // Approved: the request goes on, marked.
+        let ok = chat(addr, Some(KEY), "hello");
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        assert_eq!(ok.json()["choices"][0]["message"]["content"], "Echo: hello");
+        let s = env.mock.stats();
+        assert_eq!((s.approvals_asked, s.approvals_granted), (1, 1), "{s:?}");
+        let seen = env.last_upstream();
+        assert_eq!(
+            seen.headers.get("x-odock-approval").map(String::as_str),
+            Some("approved"),
+            "{seen:?}"
+        );
+
+        // Denied (the mock denies whatever mentions "deny": the tenant).
+        let denied = chat(addr, Some(DENY_KEY), "hello");
+        let e = openai_error(&denied, 403, "blocked");
+        assert_eq!(e["type"], "odock_policy");
+        assert_eq!(
+            e["message"],
+            format!(
+                "this request needs an approval and was denied: {}",
+                mock::DENY_REASON
+            )
+        );
+        assert_eq!(denied.header("x-odock-blocked-by"), Some("approval"));
+        assert_eq!(env.mock.stats().approvals_denied, 1);
+        assert_eq!(
+            env.mock.stats().chat_completions,
+            1,
+            "a denied request went upstream"
+        );
+
+        // A model the plugin does not hold: no call.
+        let plain = Conn::open(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("authorization", &auth(KEY)),
+                ("content-type", "application/json"),
+            ],
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .finish();
+        assert_eq!(plain.status, 200, "{}", plain.text());
+        assert_eq!(env.mock.stats().approvals_asked, 2);
+        assert_eq!(env.gateway.stats().paused, 2);
+    });
+}
+
+#[test]
+fn an_integration_that_never_answers_takes_the_plugins_timeout_path() {
+    watchdog(LIMIT, || {
+        // Accepts connections (the kernel does) and never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let ap = approval();
+        let config =
+            r#"{"models":["gpt-4o"],"timeout_ms":300,"on_timeout":"deny","on_error":"deny"}"#;
+        let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, config)]);
+        let env = Env::start(&p, MockConfig::default(), |c| {
+            c.integrations.insert(
+                "approvals".into(),
+                format!("http://{silent_addr}/approvals"),
+            );
+        });
+        let answer = chat(env.addr(), Some(KEY), "hello");
+        let e = openai_error(&answer, 504, "blocked");
+        assert_eq!(
+            e["message"],
+            "this request needs an approval, which did not arrive in time; try again later"
+        );
+        assert_eq!(answer.header("x-odock-blocked-by"), Some("approval"));
+        assert!(env.mock.requests().is_empty());
+        assert_eq!(env.gateway.stats().paused, 1);
+        drop(silent);
+    });
+}
+
+#[test]
+fn an_integration_the_gateway_has_no_url_for_takes_the_failure_path() {
+    watchdog(LIMIT, || {
+        let ap = approval();
+        let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, APPROVAL_CONFIG)]);
+        let env = Env::start(&p, MockConfig::default(), |c| c.integrations.clear());
+        let answer = chat(env.addr(), Some(KEY), "hello");
+        let e = openai_error(&answer, 502, "blocked");
+        assert_eq!(
+            e["message"],
+            "this request needs an approval, and the approval service is unavailable"
+        );
+        assert_eq!(answer.header("x-odock-blocked-by"), Some("approval"));
+        assert_eq!(env.mock.stats().approvals_asked, 0);
+        assert!(env.mock.requests().is_empty());
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 7. Upstream failures, limits and routes
+
+#[test]
+fn an_upstream_that_is_down_is_502_upstream_failed() {
+    watchdog(LIMIT, || {
+        let down = closed_port();
+        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+            c.upstream = format!("http://{down}");
+        });
+        for stream in [false, true] {
+            let answer = open_chat(env.addr(), Some(KEY), "hello", stream, &[]).finish();
+            let e = openai_error(&answer, 502, "upstream_failed");
+            assert_eq!(e["type"], "upstream_error");
+        }
+        let models = Conn::open(
+            env.addr(),
+            "GET",
+            "/v1/models",
+            &[("authorization", &auth(KEY))],
+            b"",
+        )
+        .finish();
+        openai_error(&models, 502, "upstream_failed");
+        assert_eq!(env.gateway.stats().upstream_errors, 3);
+    });
+}
+
+#[test]
+fn an_upstream_that_never_answers_is_502_after_the_upstream_timeout() {
+    watchdog(LIMIT, || {
+        // Accepts connections (the kernel does) and never answers.
+        let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+            c.upstream = format!("http://{silent_addr}");
+            c.upstream_timeout_ms = 300;
+        });
+        let answer = chat(env.addr(), Some(KEY), "hello");
+        let e = openai_error(&answer, 502, "upstream_failed");
+        assert_eq!(e["type"], "upstream_error");
+        assert_eq!(env.gateway.stats().upstream_errors, 1);
+        drop(silent);
+    });
+}
+
+#[test]
+fn a_request_body_over_max_body_bytes_is_413() {
+    watchdog(LIMIT, || {
+        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+            c.max_body_bytes = 1000;
+        });
+        let big = "x".repeat(1500);
+        let answer = chat(env.addr(), Some(KEY), &big);
+        openai_error(&answer, 413, "body_too_large");
+        assert!(env.mock.requests().is_empty());
+        // Under the limit passes.
+        let small = chat(env.addr(), Some(KEY), &"y".repeat(300));
+        assert_eq!(small.status, 200, "{}", small.text());
+        assert_eq!(env.mock.requests().len(), 1);
+        // The limit also holds for a buffered answer: a request under it
+        // whose echo is over it is an upstream failure, not a cut answer.
+        let echoed = chat(env.addr(), Some(KEY), &"z".repeat(800));
+        let e = openai_error(&echoed, 502, "upstream_failed");
+        assert_eq!(e["type"], "upstream_error");
+        assert_eq!(env.mock.requests().len(), 2);
+    });
+}
+
+#[test]
+fn unknown_routes_are_404_and_the_model_list_passes_authenticated() {
+    watchdog(LIMIT, || {
+        let env = Env::start(&no_plugins(), MockConfig::default(), |_| {});
+        let addr = env.addr();
+        for (method, path) in [
+            ("GET", "/nope"),
+            ("POST", "/v2/chat/completions"),
+            ("PUT", "/v1/chat/completions"),
+        ] {
+            let a = Conn::open(addr, method, path, &[("authorization", &auth(KEY))], b"").finish();
+            openai_error(&a, 404, "not_found");
+        }
+        let health = Conn::open(addr, "GET", "/healthz", &[], b"").finish();
+        assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
+
+        let refused = Conn::open(addr, "GET", "/v1/models", &[], b"").finish();
+        openai_error(&refused, 401, "invalid_api_key");
+        assert_eq!(env.mock.stats().models, 0);
+
+        let models = Conn::open(
+            addr,
+            "GET",
+            "/v1/models",
+            &[("authorization", &auth(KEY))],
+            b"",
+        )
+        .finish();
+        assert_eq!(models.status, 200, "{}", models.text());
+        let ids: Vec<String> = models.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, mock::MODELS);
+        assert!(models.header("x-odock-request-id").is_some());
+        let seen = env.last_upstream();
+        assert_eq!(
+            (seen.method.as_str(), seen.path.as_str()),
+            ("GET", "/v1/models")
+        );
+        assert_eq!(
+            seen.headers.get("authorization").map(String::as_str),
+            Some(auth(UPSTREAM_KEY).as_str())
+        );
+        assert_eq!(env.mock.stats().models, 1);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 8. The complete gate
+
+#[test]
+fn the_complete_gate_runs_after_each_exchange_blocked_ones_included() {
+    watchdog(LIMIT, || {
+        let (auditor, blocker) = (probe("gw-auditor"), probe("gw-vk-blocker"));
+        let p = policy(
+            1,
+            &[&auditor, &blocker],
+            vec![
+                bind(&auditor, COMPLETE, "evidence:audit.saw"),
+                scoped(
+                    bind(&blocker, REQUEST, "block:403:this key is suspended"),
+                    ScopeEntry {
+                        virtual_key: Some("vk-denycorp".into()),
+                        ..ScopeEntry::default()
+                    },
+                ),
+            ],
+        );
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let rt = env.gateway.runtime();
+        let completes = || rt.counter("gw-auditor", Gate::Complete, Counter::Calls);
+        assert_eq!(completes(), 0);
+
+        let ok = chat(env.addr(), Some(KEY), "hello");
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        eventually("the complete gate after a whole answer", || {
+            completes() >= 1
+        });
+
+        let blocked = chat(env.addr(), Some(DENY_KEY), "hello");
+        openai_error(&blocked, 403, "blocked");
+        eventually("the complete gate after a blocked exchange", || {
+            completes() >= 2
+        });
+
+        let streamed = open_chat(env.addr(), Some(KEY), "one two", true, &[])
+            .events()
+            .rest();
+        assert!(is_done(streamed.last().unwrap()));
+        eventually("the complete gate after a stream", || completes() >= 3);
+
+        // Once per exchange, and only on its gate.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(completes(), 3);
+        assert_eq!(rt.counter("gw-auditor", Gate::Request, Counter::Calls), 0);
+        assert_eq!(rt.counter("gw-auditor", Gate::Response, Counter::Calls), 0);
+        assert_eq!(env.gateway.stats().completes_dropped, 0);
+    });
+}
+
+#[test]
+fn a_caller_that_goes_away_mid_stream_still_completes_its_exchange() {
+    watchdog(LIMIT, || {
+        let auditor = probe("gw-gone-auditor");
+        let p = policy(
+            1,
+            &[&auditor],
+            vec![bind(&auditor, COMPLETE, "evidence:audit.saw")],
+        );
+        let mut upstream = Scripted::start();
+        let env = Env::start(&p, MockConfig::default(), |c| {
+            c.upstream = format!("http://{}", upstream.addr);
+        });
+        let rt = env.gateway.runtime();
+        let completes = || rt.counter("gw-gone-auditor", Gate::Complete, Counter::Calls);
+        upstream.send(&chunk_event("Echo: "));
+        {
+            let conn = open_chat(env.addr(), Some(KEY), "x", true, &[]);
+            let mut events = conn.events();
+            assert_eq!(delta(&events.next_event().unwrap()), "Echo: ");
+        }
+        // The upstream goes on (and never ends); the gateway finds out the
+        // caller is gone when it writes, ends the exchange and hangs up.
+        eventually("the complete gate after the caller went away", || {
+            upstream.try_send(&chunk_event("more "));
+            completes() >= 1
+        });
+        let head = upstream.end();
+        assert!(head.starts_with("POST "), "{head}");
+        assert_eq!(completes(), 1);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 9. A policy swap while the gateway runs
+
+#[test]
+fn a_new_policy_file_changes_the_chain_of_the_next_request() {
+    watchdog(LIMIT, || {
+        let (tagger, blocker) = (probe("gw-tagger"), probe("gw-swap-blocker"));
+        let v1 = policy(
+            1,
+            &[&tagger],
+            vec![bind(&tagger, REQUEST, "header:x-policy=v1")],
+        );
+        let env = Env::start(&v1, MockConfig::default(), |_| {});
+        let tag = |env: &Env| {
+            let a = chat(env.addr(), Some(KEY), "hi");
+            assert_eq!(a.status, 200, "{}", a.text());
+            env.last_upstream().headers.get("x-policy").cloned()
+        };
+        assert_eq!(tag(&env).as_deref(), Some("v1"));
+
+        env.install(&policy(
+            2,
+            &[&tagger],
+            vec![bind(&tagger, REQUEST, "header:x-policy=v2")],
+        ));
+        assert_eq!(tag(&env).as_deref(), Some("v2"));
+
+        env.install(&policy(
+            3,
+            &[&tagger, &blocker],
+            vec![
+                bind(&tagger, on(Some(1), None, None), "header:x-policy=v3"),
+                bind(&blocker, on(Some(2), None, None), "block:403:closed for v3"),
+            ],
+        ));
+        let blocked = chat(env.addr(), Some(KEY), "hi");
+        let e = openai_error(&blocked, 403, "blocked");
+        assert_eq!(e["message"], "closed for v3");
+        assert_eq!(
+            blocked.header("x-odock-blocked-by"),
+            Some("gw-swap-blocker")
+        );
+
+        env.install(&policy(4, &[], vec![]));
+        assert_eq!(tag(&env), None);
+        assert_eq!(env.gateway.runtime().policy_version(), 4);
+        assert_eq!(env.gateway.control_link().status().last_error, None);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 10. Shutdown
+
+#[test]
+fn shutdown_lets_a_stream_in_flight_finish() {
+    watchdog(LIMIT, || {
+        let mut upstream = Scripted::start();
+        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+            c.upstream = format!("http://{}", upstream.addr);
+        });
+        let Env { gateway, mock, run } = env;
+        let addr = gateway.addr();
+        upstream.send(&chunk_event("Echo: "));
+        let conn = open_chat(addr, Some(KEY), "one two", true, &[]);
+        assert_eq!(conn.status, 200);
+        let mut events = conn.events();
+        assert_eq!(delta(&events.next_event().unwrap()), "Echo: ");
+
+        let stopping = std::thread::spawn(move || gateway.shutdown());
+        // The gateway stops accepting while the stream is still open.
+        eventually("the gateway stops accepting", || {
+            TcpStream::connect(addr).is_err()
+        });
+
+        upstream.send(&chunk_event("one "));
+        upstream.send(&chunk_event("two"));
+        upstream.send(DONE);
+        upstream.end();
+        let rest = events.rest();
+        let texts: Vec<String> = rest[..rest.len() - 1].iter().map(|e| delta(e)).collect();
+        assert_eq!(texts, ["one ", "two"], "{rest:?}");
+        assert!(is_done(rest.last().unwrap()), "{rest:?}");
+        stopping.join().expect("shutdown");
+        drop((mock, run));
+    });
+}
