@@ -362,6 +362,13 @@ impl Stack {
         ];
         let mut version = 0;
         for (name, priority, config) in configs {
+            // Enrichment and notifications are best effort: an error or an
+            // overrun (a preempted thread on a loaded machine) continues,
+            // with evidence. The checks fail closed.
+            let failure_mode = match name {
+                "enrich" | "notify" | "audit-export" => "enforce_ignore_error",
+                _ => "enforce",
+            };
             let info = call("GET", &format!("/v1/plugins/{name}"), None)?;
             let binding = json!({
                 "name": name,
@@ -372,7 +379,7 @@ impl Stack {
                 "capabilities": info["info"]["requested"],
                 "integrations": info["info"]["integrations"],
                 "config": config,
-                "failure_mode": "enforce",
+                "failure_mode": failure_mode,
                 "time_budget_ms": 50,
             });
             let exists = client
