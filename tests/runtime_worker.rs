@@ -1246,3 +1246,81 @@ fn streams_are_bounded_ordered_and_reclaimed_when_abandoned() {
         pool.shutdown();
     });
 }
+
+/// Per-thread lanes: each submitting thread claims a lane of its own while
+/// claimable lanes last (here 2 of 3; the others share lane 0), every
+/// thread gets its own answers either way, and a thread's claim goes back
+/// when it exits, for the next thread to take.
+#[test]
+fn threads_claim_their_own_lanes_and_give_them_back() {
+    watchdog(Duration::from_secs(120), || {
+        let (pool, _) = pool_with(
+            &["probe"],
+            vec![bind("probe", 1, Scope::default(), "echo:x-id")],
+            1,
+            |c| {
+                c.submit_lanes = 3;
+                c.shared_lanes = 1;
+                c.waiter_spin = Duration::from_micros(2);
+            },
+        );
+        let pool = Arc::new(pool);
+        let submit = |submitter: &odock_dataplane::runtime::Submitter, id: u64| {
+            let text = id.to_string();
+            let headers = [Header::new(b"x-id", text.as_bytes())];
+            let frame = GateFrame::new(RequestFrame {
+                request_id: id,
+                headers: &headers,
+                ..RequestFrame::default()
+            });
+            let answer = loop {
+                match submitter.request(0, &frame) {
+                    Err(GateError::Busy) => std::thread::yield_now(),
+                    other => break other.unwrap(),
+                }
+            };
+            let got = strings(answer.headers().expect("echo sets a header"));
+            assert_eq!(got[1], ("x-saw-x-id".to_string(), text), "frame {id}");
+        };
+        const THREADS: u64 = 5;
+        let barrier = Arc::new(std::sync::Barrier::new(THREADS as usize + 1));
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let submitter = pool.submitter();
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    submit(&submitter, t * 1_000_000);
+                    barrier.wait(); // all have submitted once
+                    barrier.wait(); // the claims were counted
+                    for i in 1..300 {
+                        submit(&submitter, t * 1_000_000 + i);
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        assert_eq!(pool.stats(0).unwrap().claimed_lanes, 2);
+        barrier.wait();
+        for h in handles {
+            // A plain join waits for the thread's end, thread-locals and
+            // all.
+            h.join().unwrap();
+        }
+        assert_eq!(pool.stats(0).unwrap().claimed_lanes, 0);
+        let submitter = pool.submitter();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            submit(&submitter, 7);
+            tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        });
+        rx.recv().unwrap();
+        assert_eq!(pool.stats(0).unwrap().claimed_lanes, 1);
+        go_tx.send(()).unwrap();
+        h.join().unwrap();
+        assert_eq!(pool.stats(0).unwrap().claimed_lanes, 0);
+        let stats = Arc::try_unwrap(pool).unwrap().shutdown();
+        assert_eq!(stats[0].frames, THREADS * 300 + 1);
+    });
+}

@@ -54,11 +54,26 @@
 //! skip record. Its records are the complete pool's (see
 //! [`runtime::complete`](super::complete)).
 //!
-//! Submitters share a worker's submission ring through its `L` lanes, each
-//! lane's [`Producer`] behind a mutex; a submitter try-locks the lanes round
-//! robin and blocks on one only if all are taken, so the lock is held for the
-//! length of one in-place encode and is uncontended while there are fewer
-//! concurrent submitters than lanes. The worker side takes no lock.
+//! # Lanes
+//!
+//! A worker's submission ring has `L` lanes ([`PoolConfig::submit_lanes`]),
+//! each lane's [`Producer`] behind a mutex held for the length of one
+//! in-place encode. Lanes `0..S` ([`PoolConfig::shared_lanes`], at least 1)
+//! are shared: a submitter try-locks them round robin and blocks on one
+//! only if all are taken. Each other lane can be *claimed* by one thread:
+//! on its first submission to a worker a thread tries to claim a free lane
+//! (a CAS of the lane's `claimed` flag, Acquire) and keeps it in a
+//! thread-local list (keyed by a process-unique pool id, so a later pool
+//! at the same address matches nothing); from then on it writes to that
+//! lane alone, so its lock is never contended and no shared round-robin
+//! counter is touched. The claim goes back (a Release store) when the
+//! thread exits (or finds the pool gone). A thread that finds every
+//! claimable lane taken uses the shared lanes and looks again after 1024
+//! submissions. Claims only choose a lane: every write still holds the
+//! lane's mutex, so a stale claim could cost contention, never a torn
+//! record, and the shutdown record (through lane 0, shared) and the slot
+//! protocol below are the same whichever lane a frame took. The worker
+//! side takes no lock.
 //!
 //! # Records (version 2)
 //!
@@ -303,6 +318,10 @@
 //! - The rings are heap rings inside the gateway's process; the layout and
 //!   checks are written for a peer in another process (offsets and lengths
 //!   only, every field validated), but no memfd backing is wired yet.
+//! - A claimed lane is still written under its (never contended) mutex: a
+//!   lock-free owned lane would be a new ownership protocol, wanting a loom
+//!   model, which the crate's loom build (ring and sync only) cannot run
+//!   over this module yet.
 //!
 //! # Allocation
 //!
@@ -325,12 +344,13 @@
 mod codec;
 mod slots;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -366,6 +386,11 @@ pub struct PoolConfig {
     /// Submission lanes per worker: submitters that write at once without
     /// waiting on each other.
     pub submit_lanes: u32,
+    /// How many of those lanes are shared by every submitting thread (at
+    /// least 1: the pool's shutdown record goes through lane 0); each of
+    /// the others can be claimed by one thread for its own use (see
+    /// "Lanes").
+    pub shared_lanes: u32,
     /// Frames in flight per worker (the slot table's size).
     pub slots: usize,
     /// Bytes preallocated per slot for its answer.
@@ -399,6 +424,7 @@ impl Default for PoolConfig {
             pin: true,
             ring_bytes: 1 << 20,
             submit_lanes: 4,
+            shared_lanes: 1,
             slots: 1024,
             answer_capacity: 256,
             worker_spin: Duration::from_micros(50),
@@ -587,11 +613,18 @@ pub struct WorkerStats {
     pub stray_completions: u64,
     /// Times the worker found its completion ring full and waited.
     pub completion_full: u64,
+    /// Lanes claimed by a submitting thread right now.
+    pub claimed_lanes: u64,
 }
 
 /// The submitter's half of one worker.
 struct Port {
     lanes: Box<[Mutex<Producer>]>,
+    /// Lanes `0..shared_lanes` are shared; each later one is used only by
+    /// the thread that claimed it (see "Lanes").
+    shared_lanes: usize,
+    /// Per lane: claimed by a thread (always false for shared lanes).
+    claimed: Box<[AtomicBool]>,
     next_lane: AtomicUsize,
     completions: Mutex<Consumer>,
     slots: Slots,
@@ -608,6 +641,8 @@ struct Port {
 }
 
 struct Shared {
+    /// Unique in the process: a thread's lane claims name their pool by it.
+    id: u64,
     ports: Box<[Port]>,
     /// Lanes into the complete pool's rings (empty without one). A writer
     /// checks `closed` while it holds its lane (see "Shutdown").
@@ -690,6 +725,10 @@ impl WorkerPool {
             ));
             ports.push(Port {
                 lanes,
+                shared_lanes: config.shared_lanes.clamp(1, config.submit_lanes) as usize,
+                claimed: (0..config.submit_lanes)
+                    .map(|_| AtomicBool::new(false))
+                    .collect(),
                 next_lane: AtomicUsize::new(0),
                 completions: Mutex::new(completions.consumer().expect(claim)),
                 slots: Slots::new(config.slots, config.answer_capacity),
@@ -704,6 +743,7 @@ impl WorkerPool {
             });
         }
         let shared = Arc::new(Shared {
+            id: POOL_IDS.fetch_add(1, Ordering::Relaxed),
             ports: ports.into_boxed_slice(),
             complete: complete_lanes.into_boxed_slice(),
             next_complete: AtomicUsize::new(0),
@@ -877,7 +917,61 @@ impl Port {
             malformed: self.malformed.load(Ordering::Relaxed),
             stray_completions: self.stray.load(Ordering::Relaxed),
             completion_full: self.completion_full.load(Ordering::Relaxed),
+            claimed_lanes: self
+                .claimed
+                .iter()
+                .filter(|c| c.load(Ordering::Relaxed))
+                .count() as u64,
         }
+    }
+
+    /// The lane this thread may use alone, claiming one if none is yet
+    /// (see "Lanes"); `None`: every claimable lane is taken.
+    fn own_lane(&self, shared: &Arc<Shared>, worker: usize) -> Option<usize> {
+        if self.shared_lanes == self.lanes.len() {
+            return None;
+        }
+        CLAIMS
+            .try_with(|claims| {
+                let mut claims = claims.borrow_mut();
+                if let Some(c) = claims
+                    .iter_mut()
+                    .find(|c| c.pool == shared.id && c.worker == worker)
+                {
+                    if c.lane.is_some() || c.retry > 0 {
+                        c.retry = c.retry.saturating_sub(1);
+                        return c.lane;
+                    }
+                    c.lane = self.claim_lane();
+                    c.retry = CLAIM_RETRY;
+                    return c.lane;
+                }
+                // A new pool or worker for this thread: forget claims on
+                // pools that are gone (their drop releases nothing).
+                claims.retain(|c| c.shared.strong_count() > 0);
+                let lane = self.claim_lane();
+                claims.push(Claim {
+                    pool: shared.id,
+                    worker,
+                    lane,
+                    retry: CLAIM_RETRY,
+                    shared: Arc::downgrade(shared),
+                });
+                lane
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn claim_lane(&self) -> Option<usize> {
+        (self.shared_lanes..self.lanes.len()).find(|&i| {
+            // Acquire pairs with the Release store of the lane's previous
+            // claimant in `Claim::drop`: its last use of the lane happens
+            // before ours (the lane's mutex orders them as well).
+            self.claimed[i]
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })
     }
 
     fn kick_dispatcher(&self) {
@@ -1937,18 +2031,24 @@ impl Submitter {
             return release(GateError::Closed);
         }
         let token = slots::token(generation, index);
-        let lanes = port.lanes.len();
-        let start = port.next_lane.fetch_add(1, Ordering::Relaxed);
-        let mut guard = None;
-        for i in 0..lanes {
-            if let Ok(g) = port.lanes[(start + i) % lanes].try_lock() {
-                guard = Some(g);
-                break;
+        let producer = match port.own_lane(&self.shared, worker) {
+            // Ours alone: the lock is never contended.
+            Some(lane) => lock(&port.lanes[lane]),
+            None => {
+                let lanes = port.shared_lanes;
+                let start = port.next_lane.fetch_add(1, Ordering::Relaxed);
+                let mut guard = None;
+                for i in 0..lanes {
+                    if let Ok(g) = port.lanes[(start + i) % lanes].try_lock() {
+                        guard = Some(g);
+                        break;
+                    }
+                }
+                match guard {
+                    Some(g) => g,
+                    None => lock(&port.lanes[start % lanes]),
+                }
             }
-        }
-        let producer = match guard {
-            Some(g) => g,
-            None => lock(&port.lanes[start % lanes]),
         };
         match producer.reserve(len) {
             Ok(mut record) => {
@@ -2012,6 +2112,39 @@ impl Stream {
     /// buffers the chunks for them, up to [`PoolConfig::stream_buffer`]).
     pub fn buffers(&self) -> bool {
         self.buffers
+    }
+}
+
+/// Process-unique pool ids (see [`Shared::id`]), so a thread's claim never
+/// matches a later pool that happens to sit at the same address.
+static POOL_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Submissions a thread that found no free lane makes on shared lanes
+/// before it looks for a free one again.
+const CLAIM_RETRY: u32 = 1024;
+
+thread_local! {
+    /// This thread's lane claims, one per (pool, worker) it submitted to.
+    static CLAIMS: RefCell<Vec<Claim>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread's claim on one worker's lane (or the note that none was free).
+struct Claim {
+    pool: u64,
+    worker: usize,
+    lane: Option<usize>,
+    /// With no lane: submissions left before looking again.
+    retry: u32,
+    shared: Weak<Shared>,
+}
+
+impl Drop for Claim {
+    /// The thread exits (or the claim is pruned): the lane goes back.
+    fn drop(&mut self) {
+        if let (Some(lane), Some(shared)) = (self.lane, self.shared.upgrade()) {
+            // Release: pairs with the next claimant's Acquire CAS.
+            shared.ports[self.worker].claimed[lane].store(false, Ordering::Release);
+        }
     }
 }
 
