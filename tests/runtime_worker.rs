@@ -1324,3 +1324,67 @@ fn threads_claim_their_own_lanes_and_give_them_back() {
         assert_eq!(stats[0].frames, THREADS * 300 + 1);
     });
 }
+
+/// The parked-frame store is bounded: with room for one frame, a second
+/// pause is answered at once as a failed integration call (the approver
+/// blocks 403 on a failure), while the first frame stays parked and
+/// resumes normally.
+#[test]
+fn a_full_parked_store_answers_a_pause_as_a_failed_call() {
+    use odock_plugin_abi::AnswerOutcome;
+    watchdog(Duration::from_secs(120), || {
+        let (pool, _recorder) = recorded_pool(
+            &[approver(), probe("probe-b")],
+            approval_bindings(30_000),
+            |c| c.max_parked = 1,
+        );
+        let submitter = pool.submitter();
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"user","content":"wire $1M"}]}"#;
+        let frame = |id: u64| {
+            GateFrame::new(RequestFrame {
+                request_id: id,
+                tenant: Some("acme"),
+                body,
+                ..RequestFrame::default()
+            })
+        };
+        let token = paused(&submitter.request(0, &frame(1)).unwrap(), body);
+        assert_eq!(
+            submitter.request(0, &frame(2)).unwrap().verdict(),
+            Verdict::Block {
+                status: 403,
+                reason: "the request was not approved",
+                plugin: "approver",
+            }
+        );
+        assert_eq!(
+            submitter
+                .resume(0, 2, &integration_answer(1, AnswerOutcome::Ok, b"approve"))
+                .unwrap_err(),
+            GateError::NotParked
+        );
+        let answer = submitter
+            .resume(
+                0,
+                1,
+                &integration_answer(token, AnswerOutcome::Ok, b"approve"),
+            )
+            .unwrap();
+        assert_eq!(answer.verdict(), Verdict::Continue);
+        drop(answer);
+        // Room again.
+        let token = paused(&submitter.request(0, &frame(3)).unwrap(), body);
+        assert_eq!(
+            submitter
+                .resume(
+                    0,
+                    3,
+                    &integration_answer(token, AnswerOutcome::Ok, b"approve")
+                )
+                .unwrap()
+                .verdict(),
+            Verdict::Continue
+        );
+        pool.shutdown();
+    });
+}

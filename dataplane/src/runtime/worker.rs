@@ -260,7 +260,11 @@
 //! | not parked | a resume | [`GateError::NotParked`] |
 //!
 //! The worker looks for overdue frames every 20 ms while any is parked
-//! (sleeping at most that long). Frames are parked by request id, per
+//! (sleeping at most that long). The store holds at most
+//! [`PoolConfig::max_parked`] frames: a frame that pauses while it is full
+//! is resumed at once as if its integration call had failed
+//! ([`AnswerOutcome::Failed`](odock_plugin_abi::AnswerOutcome::Failed)),
+//! and answered with what its chain then decides. Frames are parked by request id, per
 //! worker: a frame is resumed on the worker it paused on.
 //!
 //! # Streams
@@ -415,6 +419,9 @@ pub struct PoolConfig {
     /// Bytes a stream buffers for whole-body plugins
     /// ([`GateRunner::stream_state`]'s cap).
     pub stream_buffer: usize,
+    /// Frames parked per worker at most (see "Pause and resume"): a pause
+    /// beyond it is answered at once as a failed integration call.
+    pub max_parked: usize,
 }
 
 impl Default for PoolConfig {
@@ -433,6 +440,7 @@ impl Default for PoolConfig {
             streams: 256,
             stream_idle: Duration::from_secs(60),
             stream_buffer: 1 << 20,
+            max_parked: 1024,
         }
     }
 }
@@ -767,6 +775,7 @@ impl WorkerPool {
                 completions: producer,
                 spin: config.worker_spin,
                 streams: Streams::new(config.streams, config.stream_idle, config.stream_buffer),
+                max_parked: config.max_parked,
             };
             let runtime = runtime.clone();
             let sink = sink(w as u32);
@@ -1135,6 +1144,7 @@ struct Worker {
     completions: Producer,
     spin: Duration,
     streams: Streams,
+    max_parked: usize,
 }
 
 /// Storage with the layout of a [`Header`], so the worker's header vector
@@ -1166,6 +1176,7 @@ impl Worker {
             completions,
             spin,
             mut streams,
+            max_parked,
         } = self;
         let port = &shared.ports[index];
         let done = &completions;
@@ -1248,8 +1259,25 @@ impl Worker {
                                 let mut paused = false;
                                 if kind == FrameKind::Request {
                                     let outcome = runner.request(&frame);
-                                    paused = matches!(outcome.verdict, Verdict::Pause { .. });
-                                    answer(done, port, token, &outcome);
+                                    match outcome.verdict {
+                                        Verdict::Pause { token: pause, .. }
+                                            if parked.len() >= max_parked =>
+                                        {
+                                            fail_pause(
+                                                &mut runner,
+                                                &frame,
+                                                pause,
+                                                done,
+                                                port,
+                                                token,
+                                            );
+                                        }
+                                        Verdict::Pause { .. } => {
+                                            paused = true;
+                                            answer(done, port, token, &outcome);
+                                        }
+                                        _ => answer(done, port, token, &outcome),
+                                    }
                                 } else {
                                     let outcome = runner.response(&frame, &response);
                                     answer(done, port, token, &outcome);
@@ -1346,6 +1374,47 @@ fn park_copy(
     // map, so the body the runner now points at stays put.
     if runner.move_parked(request_id, body) {
         parked.insert(request_id, copy);
+    }
+}
+
+/// The parked-frame store is full: the frame that just paused (still in
+/// ring memory, where the runner parked it) is resumed at once as if its
+/// integration call failed, as often as its chain pauses, and the final
+/// outcome is its answer. The plugin decides what a failed call means, and
+/// its decision is the evidence.
+fn fail_pause(
+    runner: &mut GateRunner,
+    frame: &RequestFrame<'_>,
+    mut pause: u64,
+    done: &Producer,
+    port: &Port,
+    token: u64,
+) {
+    loop {
+        let failed = IntegrationAnswer {
+            token: pause,
+            outcome: odock_plugin_abi::AnswerOutcome::Failed,
+            body: &[],
+        };
+        match runner.resume(frame, &failed) {
+            Ok(outcome) => match outcome.verdict {
+                Verdict::Pause { token: again, .. } => pause = again,
+                _ => {
+                    answer(done, port, token, &outcome);
+                    return;
+                }
+            },
+            Err(_) => {
+                write_error(
+                    done,
+                    port,
+                    token,
+                    codec::E_NOT_PARKED,
+                    "no such frame is parked",
+                );
+                return;
+            }
+        }
     }
 }
 
