@@ -339,7 +339,9 @@
 //! and it stays grown. Registering a waker clones it (an executor's clone is
 //! usually a reference count). Errors carry `'static` text.
 //!
-//! Off the per-frame path: a pause copies the frame's record (see "Pause
+//! Off the per-frame path: a thread's first submission to a worker adds
+//! its lane claim to a thread-local list (see "Lanes"); a pause copies the
+//! frame's record (see "Pause
 //! and resume"); a stream open asks the runner for the stream's state
 //! (which owns its scope key) and grows its table entry's buffer the first
 //! time; a chunk allocates nothing more, but for what the runner buffers
