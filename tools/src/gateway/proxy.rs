@@ -865,11 +865,33 @@ async fn plain(w: &Rc<Worker>, req: Request<Incoming>, mcp: bool) -> Response<Ga
         Ok(Err(e)) => return upstream_failed(w, &format!("the upstream did not answer: {e}")),
         Err(_) => return upstream_failed(w, "the upstream did not answer in time"),
     };
-    let (rparts, rbody) = answer.into_parts();
-    let Ok(body) = Limited::new(rbody, limit).collect().await else {
-        return upstream_failed(w, "the upstream's answer could not be read");
+    let (rparts, mut rbody) = answer.into_parts();
+    let streamed = rparts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = if streamed {
+        // An MCP session's server-to-client stream: it may never end, so
+        // pass it on as it comes instead of collecting it.
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        tokio::task::spawn_local(async move {
+            while let Some(Ok(f)) = rbody.frame().await {
+                if let Ok(data) = f.into_data()
+                    && tx.send(data).await.is_err()
+                {
+                    break; // the caller went away
+                }
+            }
+        });
+        GateBody::stream(rx)
+    } else {
+        let Ok(body) = Limited::new(rbody, limit).collect().await else {
+            return upstream_failed(w, "the upstream's answer could not be read");
+        };
+        GateBody::full(body.to_bytes())
     };
-    let mut resp = Response::new(GateBody::full(body.to_bytes()));
+    let mut resp = Response::new(body);
     *resp.status_mut() = rparts.status;
     *resp.headers_mut() = header_map(&owned_headers(&rparts.headers));
     resp
