@@ -698,8 +698,8 @@ fn auth_refuses_missing_and_unknown_keys_and_admits_a_good_one() {
 
 #[test]
 fn a_request_gate_block_answers_with_the_plugins_status_and_reason_only() {
-    watchdog(LIMIT, || {
-        let blocker = probe("gw-blocker");
+    let blocker = probe("gw-blocker");
+    watchdog(LIMIT, move || {
         let p = policy(
             1,
             &[&blocker],
@@ -781,8 +781,8 @@ fn tool_call(id: Value, tool: &str, arguments: Value) -> Value {
 
 #[test]
 fn an_mcp_tool_call_block_is_a_json_rpc_error_for_the_calls_id() {
-    watchdog(LIMIT, || {
-        let guard = probe("gw-tool-guard");
+    let guard = probe("gw-tool-guard");
+    watchdog(LIMIT, move || {
         let p = policy(
             1,
             &[&guard],
@@ -866,13 +866,67 @@ fn an_mcp_tool_call_block_is_a_json_rpc_error_for_the_calls_id() {
     });
 }
 
+/// `GET /mcp` opens the session's server-to-client event stream (MCP
+/// Streamable HTTP); the gateway proxies it after authentication, so the
+/// events must reach the caller as they come, not when the stream ends.
+#[test]
+fn an_mcp_session_stream_passes_through_as_it_comes() {
+    watchdog(LIMIT, || {
+        let mut upstream = Scripted::start();
+        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+            c.mcp_upstream = Some(format!("http://{}/mcp", upstream.addr));
+        });
+        let note = |n: u32| {
+            format!(
+                "event: message\nid: {n}\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}}\n\n"
+            )
+        };
+        let refused = Conn::open(env.addr(), "GET", "/mcp", &[], b"").finish();
+        openai_error(&refused, 401, "invalid_api_key");
+
+        upstream.send(&note(1));
+        let bearer = auth(KEY);
+        let conn = Conn::open(
+            env.addr(),
+            "GET",
+            "/mcp",
+            &[
+                ("authorization", &bearer),
+                ("accept", "text/event-stream"),
+                ("mcp-session-id", "session-1"),
+            ],
+            b"",
+        );
+        assert_eq!(conn.status, 200);
+        assert!(
+            conn.header("content-type")
+                .is_some_and(|c| c.starts_with("text/event-stream")),
+            "{:?}",
+            conn.headers
+        );
+        let mut events = conn.events();
+        assert_eq!(events.next_event(), Some(note(1)));
+        upstream.send(&note(2));
+        assert_eq!(events.next_event(), Some(note(2)));
+        let head = upstream.end();
+        assert_eq!(events.next_event(), None);
+        assert!(head.starts_with("GET /mcp "), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("mcp-session-id: session-1"),
+            "{head}"
+        );
+        assert!(!head.contains(KEY), "{head}");
+    });
+}
+
 // ---------------------------------------------------------------------------
 // 4. Headers
 
 #[test]
 fn gate_headers_travel_and_the_callers_key_never_leaves_the_gateway() {
-    watchdog(LIMIT, || {
-        let (req, resp) = (probe("gw-req-headers"), chunk_probe("gw-resp-headers"));
+    let (req, resp) = (probe("gw-req-headers"), chunk_probe("gw-resp-headers"));
+    watchdog(LIMIT, move || {
         let p = policy(
             1,
             &[&req, &resp],
@@ -936,8 +990,8 @@ fn gate_headers_travel_and_the_callers_key_never_leaves_the_gateway() {
 
 #[test]
 fn a_request_gate_rewrite_is_what_the_upstream_gets() {
-    watchdog(LIMIT, || {
-        let dlp = probe("gw-request-redact");
+    let dlp = probe("gw-request-redact");
+    watchdog(LIMIT, move || {
         let p = policy(1, &[&dlp], vec![bind(&dlp, REQUEST, "redact:hunter2")]);
         let env = Env::start(&p, MockConfig::default(), |_| {});
         let answer = chat(env.addr(), Some(KEY), "my password is hunter2");
@@ -1018,8 +1072,8 @@ fn a_streamed_answer_passes_event_by_event() {
 
 #[test]
 fn a_response_gate_redaction_shows_in_the_streamed_events() {
-    watchdog(LIMIT, || {
-        let dlp = chunk_probe("gw-chunk-redact");
+    let dlp = chunk_probe("gw-chunk-redact");
+    watchdog(LIMIT, move || {
         let p = policy(1, &[&dlp], vec![bind(&dlp, RESPONSE, "redact:secret")]);
         let env = Env::start(&p, MockConfig::default(), |_| {});
         let conn = open_chat(env.addr(), Some(KEY), "tell me the secret plan", true, &[]);
@@ -1053,10 +1107,10 @@ fn a_response_gate_redaction_shows_in_the_streamed_events() {
 
 #[test]
 fn a_block_in_the_middle_of_a_stream_ends_it_with_an_error_event() {
-    watchdog(LIMIT, || {
+    let judge = probe("gw-stream-judge");
+    watchdog(LIMIT, move || {
         // A whole-body plugin judges the answer once it has all of it: at
         // the last event, after the caller has the others.
-        let judge = probe("gw-stream-judge");
         let p = policy(
             1,
             &[&judge],
@@ -1095,8 +1149,8 @@ fn a_block_in_the_middle_of_a_stream_ends_it_with_an_error_event() {
 
 #[test]
 fn events_joined_or_split_by_the_network_are_gated_whole() {
-    watchdog(LIMIT, || {
-        let dlp = chunk_probe("gw-event-redact");
+    let dlp = chunk_probe("gw-event-redact");
+    watchdog(LIMIT, move || {
         let p = policy(1, &[&dlp], vec![bind(&dlp, RESPONSE, "redact:secret")]);
         let mut upstream = Scripted::start();
         let env = Env::start(&p, MockConfig::default(), |c| {
@@ -1130,8 +1184,8 @@ fn events_joined_or_split_by_the_network_are_gated_whole() {
 
 #[test]
 fn a_response_gate_block_of_a_whole_answer_is_the_callers_error() {
-    watchdog(LIMIT, || {
-        let judge = probe("gw-answer-judge");
+    let judge = probe("gw-answer-judge");
+    watchdog(LIMIT, move || {
         let p = policy(
             1,
             &[&judge],
@@ -1157,8 +1211,8 @@ fn a_response_gate_block_of_a_whole_answer_is_the_callers_error() {
 
 #[test]
 fn a_block_at_the_first_event_is_the_streams_only_event() {
-    watchdog(LIMIT, || {
-        let guard = chunk_probe("gw-chunk-block");
+    let guard = chunk_probe("gw-chunk-block");
+    watchdog(LIMIT, move || {
         let p = policy(
             1,
             &[&guard],
@@ -1184,8 +1238,8 @@ const APPROVAL_CONFIG: &str =
 
 #[test]
 fn a_pause_calls_the_integration_and_resumes_with_its_answer() {
-    watchdog(LIMIT, || {
-        let ap = approval();
+    let ap = approval();
+    watchdog(LIMIT, move || {
         let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, APPROVAL_CONFIG)]);
         let env = Env::start(&p, MockConfig::default(), |_| {});
         let addr = env.addr();
@@ -1244,11 +1298,11 @@ fn a_pause_calls_the_integration_and_resumes_with_its_answer() {
 
 #[test]
 fn an_integration_that_never_answers_takes_the_plugins_timeout_path() {
-    watchdog(LIMIT, || {
+    let ap = approval();
+    watchdog(LIMIT, move || {
         // Accepts connections (the kernel does) and never answers.
         let silent = TcpListener::bind("127.0.0.1:0").unwrap();
         let silent_addr = silent.local_addr().unwrap();
-        let ap = approval();
         let config =
             r#"{"models":["gpt-4o"],"timeout_ms":300,"on_timeout":"deny","on_error":"deny"}"#;
         let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, config)]);
@@ -1273,8 +1327,8 @@ fn an_integration_that_never_answers_takes_the_plugins_timeout_path() {
 
 #[test]
 fn an_integration_the_gateway_has_no_url_for_takes_the_failure_path() {
-    watchdog(LIMIT, || {
-        let ap = approval();
+    let ap = approval();
+    watchdog(LIMIT, move || {
         let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, APPROVAL_CONFIG)]);
         let env = Env::start(&p, MockConfig::default(), |c| c.integrations.clear());
         let answer = chat(env.addr(), Some(KEY), "hello");
@@ -1413,8 +1467,8 @@ fn unknown_routes_are_404_and_the_model_list_passes_authenticated() {
 
 #[test]
 fn the_complete_gate_runs_after_each_exchange_blocked_ones_included() {
-    watchdog(LIMIT, || {
-        let (auditor, blocker) = (probe("gw-auditor"), probe("gw-vk-blocker"));
+    let (auditor, blocker) = (probe("gw-auditor"), probe("gw-vk-blocker"));
+    watchdog(LIMIT, move || {
         let p = policy(
             1,
             &[&auditor, &blocker],
@@ -1463,8 +1517,8 @@ fn the_complete_gate_runs_after_each_exchange_blocked_ones_included() {
 
 #[test]
 fn a_caller_that_goes_away_mid_stream_still_completes_its_exchange() {
-    watchdog(LIMIT, || {
-        let auditor = probe("gw-gone-auditor");
+    let auditor = probe("gw-gone-auditor");
+    watchdog(LIMIT, move || {
         let p = policy(
             1,
             &[&auditor],
@@ -1499,8 +1553,8 @@ fn a_caller_that_goes_away_mid_stream_still_completes_its_exchange() {
 
 #[test]
 fn a_new_policy_file_changes_the_chain_of_the_next_request() {
-    watchdog(LIMIT, || {
-        let (tagger, blocker) = (probe("gw-tagger"), probe("gw-swap-blocker"));
+    let (tagger, blocker) = (probe("gw-tagger"), probe("gw-swap-blocker"));
+    watchdog(LIMIT, move || {
         let v1 = policy(
             1,
             &[&tagger],
@@ -1568,11 +1622,14 @@ fn shutdown_lets_a_stream_in_flight_finish() {
             TcpStream::connect(addr).is_err()
         });
 
-        upstream.send(&chunk_event("one "));
-        upstream.send(&chunk_event("two"));
-        upstream.send(DONE);
+        // (The upstream may already be gone if the gateway cut the
+        // exchange; the caller's read says so.)
+        upstream.try_send(&chunk_event("one "));
+        upstream.try_send(&chunk_event("two"));
+        upstream.try_send(DONE);
         upstream.end();
         let rest = events.rest();
+        assert!(!rest.is_empty(), "the stream ended at shutdown");
         let texts: Vec<String> = rest[..rest.len() - 1].iter().map(|e| delta(e)).collect();
         assert_eq!(texts, ["one ", "two"], "{rest:?}");
         assert!(is_done(rest.last().unwrap()), "{rest:?}");
