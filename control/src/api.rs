@@ -748,6 +748,29 @@ fn metrics<S: Storage>(ctl: &Control<S>) -> String {
         m,
         "# HELP odock_evidence_log_backend The evidence log's write path.\n# TYPE odock_evidence_log_backend gauge\nodock_evidence_log_backend{{backend=\"{backend}\"}} 1"
     );
+    for (name, help, ns) in [
+        (
+            "odock_evidence_drain_gather_seconds_total",
+            "Time the drainer spent taking records from rings into the log buffer.",
+            &ctl.drain.gather_ns,
+        ),
+        (
+            "odock_evidence_drain_wait_seconds_total",
+            "Time the drainer spent waiting for the group-commit cadence.",
+            &ctl.drain.wait_ns,
+        ),
+        (
+            "odock_evidence_drain_commit_seconds_total",
+            "Time the drainer spent in commits (write and data sync).",
+            &ctl.drain.commit_ns,
+        ),
+    ] {
+        let _ = writeln!(
+            m,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {:.6}",
+            ns.load(Ordering::Relaxed) as f64 / 1e9
+        );
+    }
     type SinkMetric = (
         &'static str,
         &'static str,

@@ -13,6 +13,7 @@
 //! max_age_s = 604800          # retention; 0: keep forever
 //! max_bytes = 1073741824      # retention; 0: no limit
 //! io = "auto"                 # auto | io_uring | pwrite
+//! write_ahead_bytes = 1048576 # write (unsynced) and start writeback once this much is buffered; 0: off
 //!
 //! [access]                    # SO_PEERCRED allow-list; empty admin lists: the daemon's own uid
 //! admin_uids = [1000]
@@ -128,6 +129,9 @@ pub struct LogSection {
     pub max_bytes: u64,
     /// `auto`, `io_uring` or `pwrite`.
     pub io: String,
+    /// Write buffered records ahead of the commit once this many bytes are
+    /// buffered (0: only at commit).
+    pub write_ahead_bytes: usize,
 }
 
 impl Default for LogSection {
@@ -139,6 +143,7 @@ impl Default for LogSection {
             max_age_s: 7 * 24 * 3600,
             max_bytes: 1 << 30,
             io: "auto".into(),
+            write_ahead_bytes: 1 << 20,
         }
     }
 }
@@ -278,6 +283,7 @@ impl Config {
                 fsync_bytes: l.fsync_bytes.max(1),
                 max_age: (l.max_age_s > 0).then(|| Duration::from_secs(l.max_age_s)),
                 max_bytes: (l.max_bytes > 0).then_some(l.max_bytes),
+                write_ahead_bytes: l.write_ahead_bytes,
             },
             io,
             access,

@@ -1,9 +1,12 @@
 //! The drainer: attaches every evidence ring under `<run>/evidence/`, and
 //! moves committed records into the durable log.
 //!
-//! Each round takes one batch from every ring and appends its records to
-//! the log; then it waits out the group-commit cadence, commits, and only
-//! then drops the batches, which publishes each ring's consumer position.
+//! Each round takes one batch from every ring (starting at a different ring
+//! each round) and appends its records to the log, stopping early once the
+//! group-commit cadence asks for a commit (so a full ring cannot stretch a
+//! round past `fsync_interval`); then it waits out the cadence, commits,
+//! and only then drops the batches, which publishes each ring's consumer
+//! position.
 //! So a record leaves its ring only once it is durable: control killed at
 //! any point loses nothing a dataplane committed. A control killed between
 //! a commit and the release leaves records that are in the log and still in
@@ -28,6 +31,9 @@ use odock_dataplane::ring::{Consumer, LaneStatus, MappedMemory, Ring};
 use odock_dataplane::runtime::control_link::EVIDENCE_DIR;
 
 use crate::log::{Log, LogError, Origin, Storage};
+
+/// Records between two looks at the commit cadence while gathering.
+const GATHER_CHECK: usize = 256;
 
 /// How often the evidence directory is listed for new rings.
 pub const RESCAN_INTERVAL: Duration = Duration::from_millis(100);
@@ -102,6 +108,13 @@ pub struct DrainStats {
     /// Records a previous control committed but had not yet released from
     /// their ring (it died between the two), found again and skipped.
     pub duplicates_skipped: AtomicU64,
+    /// Nanoseconds spent taking records from the rings into the log's
+    /// buffer (rounds that moved records).
+    pub gather_ns: AtomicU64,
+    /// Nanoseconds spent waiting for the group-commit cadence.
+    pub wait_ns: AtomicU64,
+    /// Nanoseconds spent in commits (write and data sync).
+    pub commit_ns: AtomicU64,
 }
 
 /// The drainer (see the [module docs](self)).
@@ -120,6 +133,8 @@ pub struct Drainer<S: Storage> {
     scanned_once: bool,
     /// Resume marks of rings in the log not attached yet.
     known_marks: HashMap<u32, HashMap<u32, Mark>>,
+    /// Which ring the next round starts at.
+    next_start: usize,
 }
 
 impl<S: Storage> Drop for Drainer<S> {
@@ -133,6 +148,10 @@ impl<S: Storage> Drop for Drainer<S> {
             std::mem::forget(std::mem::take(&mut self.rings));
         }
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn creator_pid(name: &str) -> Option<u32> {
@@ -156,6 +175,7 @@ impl<S: Storage> Drainer<S> {
             failed: false,
             scanned_once: false,
             known_marks: HashMap::new(),
+            next_start: 0,
         }
     }
 
@@ -305,10 +325,20 @@ impl<S: Storage> Drainer<S> {
         let log = Arc::clone(&self.log);
         let mut total = 0;
         let mut failure = None;
+        let mut due = false;
+        let gather_start = Instant::now();
         let mut batches = Vec::with_capacity(self.rings.len());
         {
             let mut guard = lock(&log);
-            'rings: for a in self.rings.values_mut() {
+            // Start at another ring each round: a round that stops early
+            // (the cadence) must not always leave the same rings last.
+            let mut order: Vec<&mut Attached> = self.rings.values_mut().collect();
+            if !order.is_empty() {
+                let start = self.next_start % order.len();
+                order.rotate_left(start);
+            }
+            self.next_start = self.next_start.wrapping_add(1);
+            'rings: for a in order {
                 if a.corrupt.is_some() {
                     continue;
                 }
@@ -362,6 +392,14 @@ impl<S: Storage> Drainer<S> {
                     continue;
                 }
                 loop {
+                    // Keep the cadence while gathering too: once a commit
+                    // is due, stop taking records (the batch releases only
+                    // what it read), so a full ring never makes a round
+                    // outgrow `fsync_interval` / `fsync_bytes`.
+                    if total % GATHER_CHECK == GATHER_CHECK - 1 && guard.commit_due() {
+                        due = true;
+                        break;
+                    }
                     match batch.next() {
                         Ok(Some(record)) => {
                             let appended = guard.append(
@@ -388,6 +426,9 @@ impl<S: Storage> Drainer<S> {
                     }
                 }
                 batches.push(batch);
+                if due {
+                    break 'rings;
+                }
             }
         }
         if let Some(e) = failure {
@@ -398,6 +439,10 @@ impl<S: Storage> Drainer<S> {
             return Err(e);
         }
         if total > 0 {
+            let wait_start = Instant::now();
+            self.stats
+                .gather_ns
+                .fetch_add(nanos(wait_start - gather_start), Ordering::Relaxed);
             // Wait out the cadence without the lock (the API may commit
             // meanwhile; its commit covers our records too), then commit.
             loop {
@@ -409,11 +454,18 @@ impl<S: Storage> Drainer<S> {
                     _ => break,
                 }
             }
+            let commit_start = Instant::now();
+            self.stats
+                .wait_ns
+                .fetch_add(nanos(commit_start - wait_start), Ordering::Relaxed);
             if let Err(e) = lock(&log).commit() {
                 std::mem::forget(batches);
                 self.failed = true;
                 return Err(e);
             }
+            self.stats
+                .commit_ns
+                .fetch_add(nanos(commit_start.elapsed()), Ordering::Relaxed);
             self.stats
                 .records
                 .fetch_add(total as u64, Ordering::Relaxed);
@@ -497,6 +549,58 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1000);
         assert_eq!(drainer.stats().records.load(Ordering::Relaxed), 1000);
+    }
+}
+
+#[cfg(test)]
+mod cadence_tests {
+    use super::*;
+    use crate::log::{LogConfig, MemStorage};
+    use odock_dataplane::evidence::{Evidence, EvidenceWriter, Kind};
+    use odock_dataplane::ring::{Backing, Geometry};
+
+    /// A round stops gathering once a commit is due, and the next round
+    /// starts at the next ring, so two full rings are both drained.
+    #[test]
+    fn a_round_stops_when_a_commit_is_due_and_rings_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let evidence = dir.path().join(EVIDENCE_DIR);
+        fs::create_dir_all(&evidence).unwrap();
+        let mut rings = Vec::new();
+        for n in 0..2 {
+            let ring = Ring::create(
+                Geometry::new(1, 1 << 17).unwrap(),
+                Backing::File(&evidence.join(format!("{}-{n}-w0.ring", std::process::id()))),
+            )
+            .unwrap();
+            let mut w = EvidenceWriter::new(ring.producer().unwrap(), n);
+            for _ in 0..600 {
+                w.write(&Evidence::new(Kind::Decision)).unwrap();
+            }
+            rings.push(ring);
+        }
+        let config = LogConfig {
+            fsync_bytes: 1,
+            ..LogConfig::default()
+        };
+        let (log, _) = Log::open(MemStorage::new(), config).unwrap();
+        let log = Arc::new(Mutex::new(log));
+        let mut drainer = Drainer::new(dir.path(), Arc::clone(&log));
+        let first = drainer.round().unwrap();
+        assert_eq!(first, GATHER_CHECK - 1, "stopped once due");
+        let second = drainer.round().unwrap();
+        assert_eq!(second, GATHER_CHECK - 1);
+        let drained: Vec<u64> = drainer.rings.values().map(|a| a.drained).collect();
+        assert_eq!(
+            drained,
+            [255, 255],
+            "the second round began at the other ring"
+        );
+        while drainer.round().unwrap() > 0 {}
+        let drained: Vec<u64> = drainer.rings.values().map(|a| a.drained).collect();
+        assert_eq!(drained, [600, 600]);
+        assert_eq!(lock(&log).committed_index(), 1200);
+        assert!(drainer.stats().rounds.load(Ordering::Relaxed) >= 1200 / 255);
     }
 }
 

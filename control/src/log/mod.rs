@@ -23,8 +23,12 @@
 //!
 //! # Commit
 //!
-//! [`Log::append`] only buffers. [`Log::commit`] writes the buffer at the end
-//! of the active segment and syncs its data (io_uring write linked to an
+//! [`Log::append`] buffers; once `write_ahead_bytes` are buffered it writes
+//! them to the end of the active segment without a sync (and, on the
+//! io_uring path, asks the kernel to start writing them back), so the
+//! device works while more records are gathered; they are not committed
+//! yet, and a crash may keep or lose them. [`Log::commit`] writes the rest
+//! of the buffer and syncs the segment's data (io_uring write linked to an
 //! `fsync(DATASYNC)` where the kernel allows, else `pwrite` + `fdatasync`)
 //! before it returns: a record is *committed* once `commit` returned after
 //! its `append`. [`Log::commit_due`] says when the group-commit cadence
@@ -91,6 +95,11 @@ pub struct LogConfig {
     pub max_age: Option<Duration>,
     /// Remove the oldest sealed segments while the log is larger.
     pub max_bytes: Option<u64>,
+    /// Write buffered records to the segment (without syncing, and asking
+    /// the kernel to start writing them back) once this many bytes are
+    /// buffered, so the device works while the next records are gathered
+    /// and the commit's sync has less left to do. 0: write only at commit.
+    pub write_ahead_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -101,6 +110,7 @@ impl Default for LogConfig {
             fsync_bytes: 4 << 20,
             max_age: None,
             max_bytes: None,
+            write_ahead_bytes: 1 << 20,
         }
     }
 }
@@ -553,6 +563,9 @@ pub struct Log<S: Storage = FileStorage> {
     segments: Vec<Segment>,
     active: S::File,
     pending: Vec<u8>,
+    /// Bytes of the active segment after its committed length that were
+    /// written ahead (not synced, not committed).
+    written_ahead: u64,
     pending_records: u64,
     pending_newest_ns: u64,
     first_pending: Option<Instant>,
@@ -674,6 +687,7 @@ impl<S: Storage> Log<S> {
                 segments,
                 active,
                 pending: Vec::new(),
+                written_ahead: 0,
                 pending_records: 0,
                 pending_newest_ns: 0,
                 first_pending: None,
@@ -717,7 +731,29 @@ impl<S: Storage> Log<S> {
         self.pending_records += 1;
         self.pending_newest_ns = self.pending_newest_ns.max(stored_ns);
         self.first_pending.get_or_insert_with(Instant::now);
+        if self.config.write_ahead_bytes > 0 && self.pending.len() >= self.config.write_ahead_bytes
+        {
+            self.write_ahead()?;
+        }
         Ok(index)
+    }
+
+    /// Writes the buffer after what is already written of the active
+    /// segment, unsynced (see [`LogConfig::write_ahead_bytes`]). The
+    /// records stay uncommitted until the next [`Log::commit`].
+    ///
+    /// # Errors
+    /// The write failed: the log is then failed.
+    fn write_ahead(&mut self) -> Result<(), LogError> {
+        let seg = self.segments.last().expect("an active segment");
+        let offset = seg.len + self.written_ahead;
+        if let Err(e) = self.active.write_ahead(offset, &self.pending) {
+            self.failed = true;
+            return Err(io_err("write ahead", &seg.name)(e));
+        }
+        self.written_ahead += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Whether the cadence asks for a commit now: records are buffered and
@@ -726,7 +762,7 @@ impl<S: Storage> Log<S> {
         match self.first_pending {
             None => false,
             Some(t) => {
-                self.pending.len() >= self.config.fsync_bytes
+                self.pending.len() as u64 + self.written_ahead >= self.config.fsync_bytes as u64
                     || t.elapsed() >= self.config.fsync_interval
             }
         }
@@ -748,21 +784,25 @@ impl<S: Storage> Log<S> {
         if self.failed {
             return Err(LogError::Failed);
         }
-        if self.pending.is_empty() {
+        if self.pending_records == 0 {
             return Ok(self.next_index);
         }
         let seg = self.segments.last_mut().expect("an active segment");
-        if let Err(e) = self.active.write_sync(seg.len, &self.pending) {
+        // The sync covers what was written ahead too.
+        let offset = seg.len + self.written_ahead;
+        if let Err(e) = self.active.write_sync(offset, &self.pending) {
             self.failed = true;
             return Err(io_err("write", &seg.name)(e));
         }
-        seg.len += self.pending.len() as u64;
+        let bytes = self.written_ahead + self.pending.len() as u64;
+        seg.len += bytes;
         seg.end = self.next_index;
         seg.newest_ns = seg.newest_ns.max(self.pending_newest_ns);
         self.stats.commits += 1;
         self.stats.committed_records += self.pending_records;
-        self.stats.committed_bytes += self.pending.len() as u64;
+        self.stats.committed_bytes += bytes;
         self.pending.clear();
+        self.written_ahead = 0;
         self.pending_records = 0;
         self.pending_newest_ns = 0;
         self.first_pending = None;

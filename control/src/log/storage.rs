@@ -75,6 +75,13 @@ pub trait SegmentFile: Send {
     /// # Errors
     /// The write or the sync failed; what reached the disk is unknown.
     fn write_sync(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Writes `data` at `offset` without a sync, and may ask the kernel to
+    /// start writing it back; the next [`SegmentFile::write_sync`] makes it
+    /// durable.
+    ///
+    /// # Errors
+    /// The write failed; what reached the file is unknown.
+    fn write_ahead(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Cuts the segment to `len` bytes, durably.
     ///
     /// # Errors
@@ -237,6 +244,18 @@ impl SegmentFile for DiskSegment {
                 self.file.write_all_at(data, offset)?;
                 self.file.sync_data()
             }
+        }
+    }
+
+    fn write_ahead(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        match &self.uring {
+            Some(uring) => uring
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .write_ahead(self.file.as_raw_fd(), offset, data),
+            // No safe call starts writeback here (sync_file_range); the
+            // data waits in the page cache for the commit's sync.
+            None => self.file.write_all_at(data, offset),
         }
     }
 
@@ -446,6 +465,28 @@ impl SegmentFile for MemSegment {
             return Err(frozen());
         }
         file.durable = file.data.clone();
+        Ok(())
+    }
+
+    fn write_ahead(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        let mut inner = self.storage.lock();
+        if inner.frozen {
+            return Err(frozen());
+        }
+        let step = inner.writes;
+        inner.writes += 1;
+        let torn = inner.freeze_at == Some(step);
+        let file = inner.files.entry(self.name.clone()).or_default();
+        let data = if torn { &data[..data.len() / 2] } else { data };
+        let end = offset as usize + data.len();
+        if file.data.len() < end {
+            file.data.resize(end, 0);
+        }
+        file.data[offset as usize..end].copy_from_slice(data);
+        if torn {
+            inner.frozen = true;
+            return Err(frozen());
+        }
         Ok(())
     }
 

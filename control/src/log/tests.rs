@@ -158,14 +158,25 @@ fn corruption_in_the_middle_is_reported_and_skipped() {
 
 #[test]
 fn a_crash_at_any_write_keeps_every_committed_record() {
-    for step in 0..12 {
-        for keep_unsynced in [false, true] {
+    for (step, keep_unsynced, write_ahead_bytes) in (0..24)
+        .flat_map(|s| [(s, false), (s, true)])
+        .flat_map(|(s, k)| [(s, k, 0), (s, k, 300)])
+    {
+        {
+            let config = LogConfig {
+                write_ahead_bytes,
+                ..config()
+            };
             let storage = MemStorage::new();
             storage.freeze_at(step);
-            let (mut log, _) = Log::open(storage.clone(), config()).unwrap();
+            let (mut log, _) = Log::open(storage.clone(), config).unwrap();
             let mut committed = 0;
             for i in 0..60 {
-                log.append(origin(i), &payload(i)).unwrap();
+                if log.append(origin(i), &payload(i)).is_err() {
+                    // A write ahead failed: the log is failed.
+                    assert!(matches!(log.commit(), Err(LogError::Failed)));
+                    break;
+                }
                 if i % 5 == 4 {
                     match log.commit() {
                         Ok(n) => committed = n,
@@ -178,7 +189,7 @@ fn a_crash_at_any_write_keeps_every_committed_record() {
                 Err(LogError::Failed) | Ok(_)
             ));
             let image = storage.crash_image(keep_unsynced);
-            let (log, recovery) = Log::open(image, config()).unwrap();
+            let (log, recovery) = Log::open(image, config).unwrap();
             assert!(
                 recovery.corrupt.is_empty(),
                 "step {step}: {:?}",
@@ -278,8 +289,11 @@ proptest! {
     /// order; a crash loses only what was not committed; tearing bytes off
     /// the end loses only the records those bytes held.
     #[test]
-    fn log_matches_a_vec_model(ops in proptest::collection::vec(op(), 1..60)) {
-        let cfg = LogConfig { segment_bytes: 700, ..LogConfig::default() };
+    fn log_matches_a_vec_model(
+        ops in proptest::collection::vec(op(), 1..60),
+        write_ahead_bytes in prop_oneof![Just(0usize), 1usize..400],
+    ) {
+        let cfg = LogConfig { segment_bytes: 700, write_ahead_bytes, ..LogConfig::default() };
         let mut storage = MemStorage::new();
         let (mut log, _) = Log::open(storage.clone(), cfg).unwrap();
         let mut committed: Vec<Vec<u8>> = Vec::new();
@@ -297,10 +311,18 @@ proptest! {
                 Op::Crash { keep_unsynced } => {
                     drop(log);
                     storage = storage.crash_image(keep_unsynced);
-                    pending.clear();
                     let (l, r) = Log::open(storage.clone(), cfg).unwrap();
                     prop_assert!(r.corrupt.is_empty());
                     log = l;
+                    // Records written ahead but not committed may survive
+                    // (a prefix of the uncommitted ones, in order).
+                    let kept = log.next_index() as usize;
+                    prop_assert!(kept >= committed.len(), "lost committed records");
+                    prop_assert!(kept <= committed.len() + pending.len());
+                    prop_assert!(keep_unsynced || kept == committed.len());
+                    let survived = kept - committed.len();
+                    committed.extend(pending.drain(..survived));
+                    pending.clear();
                 }
                 Op::Tear(n) => {
                     log.commit().unwrap();
