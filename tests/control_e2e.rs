@@ -159,6 +159,19 @@ fn policy_reaches_traffic_and_kill_9_loses_no_committed_evidence() {
             assert!(std::time::Instant::now() < deadline, "dataplane view: {v}");
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The same counters in /metrics.
+        let metrics = client.request("GET", "/metrics", None).unwrap().text();
+        let calls_line = format!(
+            "odock_dataplane_plugin_total{{pid=\"{dp1_pid}\",plugin=\"probe\",gate=\"request\",counter=\"calls\"}} "
+        );
+        let calls: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(calls_line.as_str()))
+            .unwrap_or_else(|| panic!("no {calls_line:?} in {metrics}"))
+            .parse()
+            .unwrap();
+        assert!(calls > 0, "{metrics}");
+        assert!(metrics.contains(&format!("odock_dataplane_healthy{{pid=\"{dp1_pid}\"}} 1")));
 
         // kill -9 control mid-stream; the dataplane keeps its policy and
         // keeps writing evidence into its ring.

@@ -628,6 +628,13 @@ fn evidence<S: Storage>(ctl: &Control<S>, f: Filter) -> Result<Reply, ApiError> 
     Ok(Reply::Stream(rx))
 }
 
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 fn metrics<S: Storage>(ctl: &Control<S>) -> String {
     use std::fmt::Write as _;
     let mut m = String::new();
@@ -822,6 +829,38 @@ fn metrics<S: Storage>(ctl: &Control<S>) -> String {
                 );
             }
         }
+    }
+    let planes = dataplanes(ctl);
+    let _ = writeln!(
+        m,
+        "# HELP odock_dataplane_plugin_total A dataplane's counters per plugin and gate (calls, blocks, errors, ...), summed over its workers.\n# TYPE odock_dataplane_plugin_total counter"
+    );
+    for dp in &planes {
+        for p in dp["plugins"].as_array().into_iter().flatten() {
+            for (counter, value) in p["counters"].as_object().into_iter().flatten() {
+                let _ = writeln!(
+                    m,
+                    "odock_dataplane_plugin_total{{pid=\"{}\",plugin=\"{}\",gate=\"{}\",counter=\"{}\"}} {}",
+                    dp["pid"],
+                    label(p["plugin"].as_str().unwrap_or("")),
+                    label(p["gate"].as_str().unwrap_or("")),
+                    label(counter),
+                    value.as_u64().unwrap_or(0)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        m,
+        "# HELP odock_dataplane_healthy Whether a dataplane is alive with no policy error (1) or not (0).\n# TYPE odock_dataplane_healthy gauge"
+    );
+    for dp in &planes {
+        let _ = writeln!(
+            m,
+            "odock_dataplane_healthy{{pid=\"{}\"}} {}",
+            dp["pid"],
+            u8::from(dp["healthy"] == true)
+        );
     }
     let rings = ctl
         .rings

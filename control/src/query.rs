@@ -7,6 +7,7 @@ use odock_dataplane::evidence::{self, EvidenceRecord};
 use serde_json::Value;
 
 use crate::log::{Entry, LogError, ScanReport, Snapshot, Storage, Summary, key_hash};
+use crate::sink::{gate_names, verdict_names};
 use crate::state::ApiError;
 
 /// What `GET /v1/evidence` filters on (every given filter must match).
@@ -66,13 +67,25 @@ impl Filter {
                 "until_ns" => f.until_ns = Some(num(&v)?),
                 "from_index" => f.from_index = num(&v)?,
                 "limit" => f.limit = Some(num(&v)? as usize),
-                "follow" => f.follow = matches!(v.as_str(), "" | "1" | "true"),
+                "follow" => {
+                    f.follow = match v.as_str() {
+                        "" | "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => {
+                            return Err(ApiError::field(
+                                400,
+                                k.clone(),
+                                format!("{v:?}: 1, true, 0 or false"),
+                            ));
+                        }
+                    }
+                }
                 "request_id" => f.request_id = Some(v),
                 "tenant" => f.tenant = Some(v),
                 "plugin" => f.plugin = Some(v),
-                "gate" => f.gate = Some(v),
-                "verdict" => f.verdict = Some(v),
-                "kind" => f.kind = Some(v),
+                "gate" => f.gate = Some(known(&k, v, &gate_names())?),
+                "verdict" => f.verdict = Some(known(&k, v, &verdict_names())?),
+                "kind" => f.kind = Some(known(&k, v, &kind_names())?),
                 _ => return Err(ApiError::field(400, k.clone(), "unknown query parameter")),
             }
         }
@@ -131,6 +144,26 @@ impl Filter {
                 .as_deref()
                 .is_none_or(|v| e.verdict.to_string() == v)
             && self.kind.as_deref().is_none_or(|v| e.kind.to_string() == v)
+    }
+}
+
+/// The kind names a query may use.
+pub fn kind_names() -> Vec<&'static str> {
+    (1..=u16::MAX)
+        .map_while(|c| evidence::Kind::from_code(c).name())
+        .collect()
+}
+
+/// `v` if it is one of `names`, else a 400 naming `field`.
+fn known(field: &str, v: String, names: &[&str]) -> Result<String, ApiError> {
+    if names.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(ApiError::field(
+            400,
+            field,
+            format!("unknown {v:?}: one of {}", names.join(", ")),
+        ))
     }
 }
 
@@ -223,4 +256,34 @@ pub fn render_if(
     let mut line = v.to_string();
     line.push('\n');
     Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_names_the_bad_parameter() {
+        let f = Filter::parse("gate=request&verdict=block&kind=gap&follow=0&tenant=a%20b").unwrap();
+        assert_eq!(f.gate.as_deref(), Some("request"));
+        assert_eq!(f.tenant.as_deref(), Some("a b"));
+        assert!(!f.follow);
+        for (q, field) in [
+            ("gate=lunch", "gate"),
+            ("verdict=blocked", "verdict"),
+            ("kind=decisions", "kind"),
+            ("follow=maybe", "follow"),
+            ("limit=-1", "limit"),
+            ("since_ns=x", "since_ns"),
+            ("colour=red", "colour"),
+        ] {
+            let e = Filter::parse(q).unwrap_err();
+            assert_eq!(
+                (e.status, e.field.as_deref()),
+                (400, Some(field)),
+                "{q}: {e}"
+            );
+        }
+        assert!(kind_names().contains(&"control_change"));
+    }
 }

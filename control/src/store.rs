@@ -13,7 +13,8 @@
 //! fsync, rename, fsync of the directory): the history entry, `state.json`
 //! (from here on the change is made), `<run>/policy.json` (the dataplanes
 //! pick it up), then a `control_change` record in the evidence log,
-//! committed before the API answers. A crash between two steps leaves
+//! committed before the API answers (also when the policy file could not
+//! be written: the answer is then a 500 saying so). A crash between two steps leaves
 //! `state.json` as the truth; at start control rewrites the policy file
 //! from it.
 
@@ -259,14 +260,30 @@ impl<S: Storage> Store<S> {
         write_atomic(&self.dir.join("state.json"), &state)
             .map_err(|e| fail("the state file", e))?;
         self.state = next;
-        // From here the change is made; the policy file and the audit
-        // record follow it (and are redone from state.json at start).
-        if let Err(e) = self.state.policy_file().write_atomic(&self.run_dir) {
-            return Err(fail(
-                "the policy file (the state changed; it is rewritten at restart)",
+        // From here the change is made: its audit record is written
+        // whatever happens to the policy file (which is redone from
+        // state.json at start), so no change goes unrecorded.
+        let policy = self.state.policy_file().write_atomic(&self.run_dir);
+        let audit = self.audit(version, now, action, resource, actor);
+        match (policy, audit) {
+            (Ok(()), Ok(())) => Ok(version),
+            (Err(e), Ok(())) => Err(fail(
+                "the policy file (the state changed and the change is recorded; the file is rewritten at restart)",
                 e,
-            ));
+            )),
+            (_, Err(e)) => Err(e),
         }
+    }
+
+    /// Appends and commits the `control_change` record of a change.
+    fn audit(
+        &self,
+        version: u64,
+        now: u64,
+        action: &str,
+        resource: &str,
+        actor: &Actor,
+    ) -> Result<(), ApiError> {
         let actor_text = actor.to_string();
         let pairs = [
             (attr::ACTOR, actor_text.as_str()),
@@ -289,12 +306,89 @@ impl<S: Storage> Store<S> {
         let mut log = lock(&self.log);
         log.append(Origin::default(), &buf)
             .and_then(|_| log.commit())
+            .map(|_| ())
             .map_err(|e| {
                 ApiError::new(
                     500,
                     format!("the change was made but its audit record failed: {e}"),
                 )
-            })?;
-        Ok(version)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{Log, LogConfig, MemStorage};
+    use crate::state::ScopeDef;
+    use std::sync::{Arc, Mutex};
+
+    fn control_changes(log: &SharedLog<MemStorage>) -> Vec<(u64, String, String)> {
+        let l = lock(log);
+        let mut out = Vec::new();
+        l.snapshot()
+            .scan(l.storage(), 0, |e| {
+                let r = evidence::decode(&e.payload).unwrap();
+                assert_eq!(r.evidence.kind, Kind::ControlChange);
+                let a = r.evidence.attrs;
+                out.push((
+                    r.stamp.sequence,
+                    a.get(attr::ACTION).unwrap().to_owned(),
+                    a.get(attr::ACTOR).unwrap().to_owned(),
+                ));
+                true
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn every_change_is_recorded_even_when_the_policy_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        fs::create_dir_all(&run).unwrap();
+        let (log, _) = Log::open(MemStorage::new(), LogConfig::default()).unwrap();
+        let log = Arc::new(Mutex::new(log));
+        let mut store = Store::open(&dir.path().join("state"), &run, Arc::clone(&log)).unwrap();
+        let actor = Actor {
+            uid: 7,
+            gid: 8,
+            pid: 9,
+            role: Role::Admin,
+        };
+        let scope = |name: &str| ScopeDef {
+            name: name.into(),
+            tenant: Some("acme".into()),
+            virtual_key: None,
+            environment: None,
+            model: None,
+            mcp_server: None,
+            mcp_tool: None,
+        };
+        assert_eq!(
+            store.change(&Change::PutScope(scope("a"), false), &actor),
+            Ok(1)
+        );
+        // The policy file cannot be replaced (a directory is in its way).
+        fs::remove_file(run.join("policy.json")).unwrap();
+        fs::create_dir(run.join("policy.json")).unwrap();
+        fs::write(run.join("policy.json").join("x"), b"x").unwrap();
+        let e = store
+            .change(&Change::PutScope(scope("b"), false), &actor)
+            .unwrap_err();
+        assert_eq!(e.status, 500);
+        assert!(e.error.contains("policy file"), "{e}");
+        assert_eq!(store.state().version, 2, "the change is made");
+        let refused = store.change(&Change::RemoveScope("nope".into()), &actor);
+        assert_eq!(refused.unwrap_err().status, 404);
+        let changes = control_changes(&log);
+        assert_eq!(
+            changes,
+            [
+                (1, "scope.add".into(), "uid=7 gid=8 pid=9 role=admin".into()),
+                (2, "scope.add".into(), "uid=7 gid=8 pid=9 role=admin".into()),
+            ],
+            "both changes recorded (who, what), the refused one not"
+        );
     }
 }
