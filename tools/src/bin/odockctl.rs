@@ -60,6 +60,8 @@ enum Cmd {
     },
     /// The attached dataplanes, their rings and health.
     Dataplanes,
+    /// The evidence sinks: cursor, lag, delivered, failed.
+    Sinks,
     /// Query the durable evidence log.
     #[command(subcommand)]
     Evidence(EvidenceCmd),
@@ -104,6 +106,18 @@ enum ScopeCmd {
         #[command(flatten)]
         dims: Dims,
     },
+    /// Show one scope.
+    Show {
+        /// The scope.
+        name: String,
+    },
+    /// Replace a scope's dimensions (those left out then match any value).
+    Replace {
+        /// Its name.
+        name: String,
+        #[command(flatten)]
+        dims: Dims,
+    },
     /// Remove a scope no binding uses.
     Remove {
         /// The scope.
@@ -134,10 +148,6 @@ struct Dims {
 }
 
 #[derive(Subcommand)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once per run; boxing would only complicate clap's derive"
-)]
 enum BindingCmd {
     /// List bindings.
     List,
@@ -148,6 +158,8 @@ enum BindingCmd {
     },
     /// Add a binding (disabled unless --enable).
     Add(BindingArgs),
+    /// Replace a binding whole (disabled unless --enable).
+    Replace(BindingArgs),
     /// Remove a binding.
     Remove {
         /// The binding.
@@ -212,6 +224,9 @@ enum EvidenceCmd {
         #[command(flatten)]
         filter: EvidenceFilter,
     },
+    /// Every record matching the filters, as JSON lines on stdout
+    /// (streamed; for SIEM import or archives).
+    Export(EvidenceFilter),
 }
 
 #[derive(Args)]
@@ -371,6 +386,54 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
                 l["bytes"],
                 text(&l["backend"])
             );
+            say!(
+                "queries        {} segments read, {} skipped by their summaries",
+                v["queries"]["segments_read"],
+                v["queries"]["segments_skipped"]
+            );
+            let sinks = v["sinks"].as_array().cloned().unwrap_or_default();
+            let behind: Vec<String> = sinks
+                .iter()
+                .filter(|s| s["lag"].as_u64().unwrap_or(0) > 0 || !s["last_error"].is_null())
+                .map(|s| format!("{} ({} behind)", text(&s["name"]), s["lag"]))
+                .collect();
+            say!(
+                "sinks          {}{}",
+                sinks.len(),
+                if behind.is_empty() {
+                    String::new()
+                } else {
+                    format!("; behind: {}", behind.join(", "))
+                }
+            );
+        }),
+        Cmd::Sinks => show(call(c, "GET", "/v1/status", None)?, &|v| {
+            table(
+                &[
+                    "NAME",
+                    "KIND",
+                    "CURSOR",
+                    "LAG",
+                    "DELIVERED",
+                    "FILTERED",
+                    "FAILED",
+                    "LOST",
+                    "LAST ERROR",
+                ],
+                v["sinks"].as_array().into_iter().flatten().map(|s| {
+                    vec![
+                        text(&s["name"]),
+                        text(&s["kind"]),
+                        s["cursor"].to_string(),
+                        s["lag"].to_string(),
+                        s["delivered"].to_string(),
+                        s["filtered"].to_string(),
+                        s["failed"].to_string(),
+                        s["lost"].to_string(),
+                        text_or(&s["last_error"], "-"),
+                    ]
+                }),
+            );
         }),
         Cmd::Plugins(PluginCmd::List) => show(call(c, "GET", "/v1/plugins", None)?, &|v| {
             table(
@@ -457,20 +520,39 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
             );
         }),
         Cmd::Scopes(ScopeCmd::Add { name, dims }) => {
-            let mut body = json!({"name": name});
-            for (k, v) in [
-                ("tenant", &dims.tenant),
-                ("virtual_key", &dims.virtual_key),
-                ("environment", &dims.environment),
-                ("model", &dims.model),
-                ("mcp_server", &dims.mcp_server),
-                ("mcp_tool", &dims.mcp_tool),
-            ] {
-                if let Some(v) = v {
-                    body[k] = json!(v);
-                }
-            }
-            show(call(c, "POST", "/v1/scopes", Some(body))?, &changed);
+            show(
+                call(c, "POST", "/v1/scopes", Some(scope_body(name, dims)))?,
+                &changed,
+            );
+        }
+        Cmd::Scopes(ScopeCmd::Replace { name, dims }) => {
+            show(
+                call(
+                    c,
+                    "PUT",
+                    &format!("/v1/scopes/{}", encode(name)),
+                    Some(scope_body(name, dims)),
+                )?,
+                &changed,
+            );
+        }
+        Cmd::Scopes(ScopeCmd::Show { name }) => {
+            show(
+                call(c, "GET", &format!("/v1/scopes/{}", encode(name)), None)?,
+                &|s| {
+                    say!("name             {}", text(&s["name"]));
+                    for d in [
+                        "tenant",
+                        "virtual_key",
+                        "environment",
+                        "model",
+                        "mcp_server",
+                        "mcp_tool",
+                    ] {
+                        say!("{d:<16} {}", text_or(&s[d], "* (any)"));
+                    }
+                },
+            );
         }
         Cmd::Scopes(ScopeCmd::Remove { name }) => {
             show(
@@ -502,37 +584,21 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
             );
         }
         Cmd::Bindings(BindingCmd::Add(b)) => {
-            let mut body = json!({
-                "name": b.name,
-                "plugin": b.plugin,
-                "enabled": b.enable,
-                "priority": {},
-                "capabilities": b.grant,
-                "integrations": b.integration,
-                "failure_mode": b.failure_mode,
-                "time_budget_ms": b.budget_ms,
-            });
-            if let Some(s) = &b.scope {
-                body["scope"] = json!(s);
-            }
-            for (gate, p) in [
-                ("request", b.request),
-                ("response", b.response),
-                ("complete", b.complete),
-            ] {
-                if let Some(p) = p {
-                    body["priority"][gate] = json!(p);
-                }
-            }
-            if let Some(config) = &b.config {
-                let v: Value = serde_json::from_str(config)
-                    .map_err(|e| Fail(2, format!("--config is not JSON: {e}")))?;
-                body["config"] = v;
-            }
-            if let Some(t) = &b.config_text {
-                body["config_text"] = json!(t);
-            }
-            show(call(c, "POST", "/v1/bindings", Some(body))?, &changed);
+            show(
+                call(c, "POST", "/v1/bindings", Some(binding_body(b)?))?,
+                &changed,
+            );
+        }
+        Cmd::Bindings(BindingCmd::Replace(b)) => {
+            show(
+                call(
+                    c,
+                    "PUT",
+                    &format!("/v1/bindings/{}", encode(&b.name)),
+                    Some(binding_body(b)?),
+                )?,
+                &changed,
+            );
         }
         Cmd::Bindings(BindingCmd::Remove { name }) => {
             show(
@@ -668,6 +734,28 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
                 evidence_out(cli.json, &a.body);
             }
         }
+        Cmd::Evidence(EvidenceCmd::Export(filter)) => {
+            let mut q = filter.query();
+            if filter.limit.is_none() {
+                q.push(format!("limit={}", u64::MAX));
+            }
+            let status = c
+                .clone()
+                .timeout(None)
+                .stream(
+                    "GET",
+                    &format!("/v1/evidence?{}", q.join("&")),
+                    None,
+                    |chunk| {
+                        evidence_out(true, chunk);
+                        true
+                    },
+                )
+                .map_err(|e| Fail(2, e.to_string()))?;
+            if status >= 300 {
+                return Err(Fail(1, format!("control answered {status}")));
+            }
+        }
         Cmd::Stats => {
             let a = call(c, "GET", "/metrics", None)?;
             if cli.json {
@@ -691,6 +779,59 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
         }
     }
     Ok(())
+}
+
+/// The JSON body of a binding from the command line.
+fn binding_body(b: &BindingArgs) -> Result<Value, Fail> {
+    let mut body = json!({
+        "name": b.name,
+        "plugin": b.plugin,
+        "enabled": b.enable,
+        "priority": {},
+        "capabilities": b.grant,
+        "integrations": b.integration,
+        "failure_mode": b.failure_mode,
+        "time_budget_ms": b.budget_ms,
+    });
+    if let Some(s) = &b.scope {
+        body["scope"] = json!(s);
+    }
+    for (gate, p) in [
+        ("request", b.request),
+        ("response", b.response),
+        ("complete", b.complete),
+    ] {
+        if let Some(p) = p {
+            body["priority"][gate] = json!(p);
+        }
+    }
+    if let Some(config) = &b.config {
+        let v: Value = serde_json::from_str(config)
+            .map_err(|e| Fail(2, format!("--config is not JSON: {e}")))?;
+        body["config"] = v;
+    }
+    if let Some(t) = &b.config_text {
+        body["config_text"] = json!(t);
+    }
+    Ok(body)
+}
+
+/// The JSON body of a scope from the command line.
+fn scope_body(name: &str, dims: &Dims) -> Value {
+    let mut body = json!({"name": name});
+    for (k, v) in [
+        ("tenant", &dims.tenant),
+        ("virtual_key", &dims.virtual_key),
+        ("environment", &dims.environment),
+        ("model", &dims.model),
+        ("mcp_server", &dims.mcp_server),
+        ("mcp_tool", &dims.mcp_tool),
+    ] {
+        if let Some(v) = v {
+            body[k] = json!(v);
+        }
+    }
+    body
 }
 
 fn evidence_out(json: bool, bytes: &[u8]) {
