@@ -283,6 +283,7 @@ impl Runtime {
             state: FrameState::default(),
             views: Vec::new(),
             messages: Vec::new(),
+            rewritten: Vec::new(),
             index: Box::new(FrameIndex::new()),
             indexed: Indexed::None,
             parked: HashMap::new(),
@@ -868,8 +869,11 @@ pub struct GateRunner {
     state: FrameState,
     /// Recycled storage for the header views handed to plugins.
     views: Vec<HeaderSlot>,
-    /// Recycled storage for the message views handed to plugins.
+    /// Recycled storage for the message views handed to plugins (the
+    /// chain's cache, see `MessageCache`).
     messages: Vec<MessageSlot>,
+    /// Recycled storage for the message views of a body a plugin rewrote.
+    rewritten: Vec<MessageSlot>,
     /// The parse-once index of the current body.
     index: Box<FrameIndex>,
     /// Which body `index` describes.
@@ -906,6 +910,26 @@ const _: () =
 struct MessageSlot([u64; 5]);
 const _: () =
     assert!(std::mem::align_of::<HeaderSlot>() == std::mem::align_of::<Header<'static>>());
+
+/// A chain's message views of the request body, built on first use.
+struct MessageCache<'f> {
+    messages: Vec<Message<'f>>,
+    built: bool,
+}
+
+/// The message views (system prompt first) of `body` as `index` found them.
+fn message_views<'i, 'b>(
+    index: &'i FrameIndex,
+    body: &'b [u8],
+) -> impl Iterator<Item = Message<'b>> + use<'i, 'b> {
+    index.system.iter().chain(index.messages()).map(move |m| {
+        Message::new(
+            m.role,
+            span_view(body, m.role_name_span()),
+            span_view(body, m.content.map(|c| c.span)),
+        )
+    })
+}
 
 /// Turns an empty vector of one element type into an empty vector of another
 /// of the same size and alignment, keeping its allocation (the standard
@@ -1220,6 +1244,8 @@ impl GateRunner {
         let body_keys = installed.policy.scopes_on_body_keys(gate)
             && (frame.model.is_none() || frame.mcp_tool.is_none());
         if !body_keys {
+            // The chain does not depend on what the body says: found once,
+            // here, before any parsing.
             let key = FrameKey {
                 tenant: frame.tenant,
                 virtual_key: frame.virtual_key,
@@ -1228,12 +1254,10 @@ impl GateRunner {
                 mcp_server: frame.mcp_server,
                 mcp_tool: frame.mcp_tool,
             };
-            if installed
-                .policy
-                .chain(gate, &key, &mut self.scratch)
-                .next()
-                .is_none()
-            {
+            self.chain.clear();
+            self.chain
+                .extend(installed.policy.chain(gate, &key, &mut self.scratch));
+            if self.chain.is_empty() {
                 return VerdictRef::Continue;
             }
         }
@@ -1268,9 +1292,11 @@ impl GateRunner {
             mcp_server: frame.mcp_server,
             mcp_tool: tool,
         };
-        self.chain.clear();
-        self.chain
-            .extend(installed.policy.chain(gate, &key, &mut self.scratch));
+        if body_keys {
+            self.chain.clear();
+            self.chain
+                .extend(installed.policy.chain(gate, &key, &mut self.scratch));
+        }
         let (verdict, at) =
             self.chain_loop(&installed, gate, frame, subject, response, key, 0, None);
         if let VerdictRef::Pause = verdict {
@@ -1296,7 +1322,37 @@ impl GateRunner {
         response: Option<ResponseMeta>,
         key: FrameKey<'_>,
         start: usize,
+        answer: Option<&IntegrationAnswer<'_>>,
+    ) -> (VerdictRef, usize) {
+        // The message views of the request body, built once for the chain
+        // while that body is the frame's own (every gate but a request gate
+        // whose body a plugin rewrote), and handed to each plugin.
+        let mut cache = MessageCache {
+            messages: recycle(std::mem::take(&mut self.messages)),
+            built: false,
+        };
+        let result = self.chain_loop_cached(
+            installed, gate, frame, subject, response, key, start, answer, &mut cache,
+        );
+        self.messages = recycle(cache.messages);
+        result
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the parts of one frame, passed through"
+    )]
+    fn chain_loop_cached<'f>(
+        &mut self,
+        installed: &'f Arc<Installed>,
+        gate: Gate,
+        frame: &'f RequestFrame<'f>,
+        subject: Subject<'f>,
+        response: Option<ResponseMeta>,
+        key: FrameKey<'f>,
+        start: usize,
         mut answer: Option<&IntegrationAnswer<'_>>,
+        cache: &mut MessageCache<'f>,
     ) -> (VerdictRef, usize) {
         for i in start..self.chain.len() {
             let id = self.chain[i];
@@ -1318,7 +1374,7 @@ impl GateRunner {
                 subject,
                 response,
             };
-            if let Some(stop) = self.call(&site, answer.take()) {
+            if let Some(stop) = self.call(&site, answer.take(), cache) {
                 return (stop, i);
             }
         }
@@ -1632,10 +1688,11 @@ impl GateRunner {
 
     /// Calls the binding of `site` on the current frame state; `Some` when
     /// it blocks.
-    fn call(
+    fn call<'f>(
         &mut self,
-        site: &Site<'_>,
+        site: &Site<'f>,
         answer: Option<&IntegrationAnswer<'_>>,
+        cache: &mut MessageCache<'f>,
     ) -> Option<VerdictRef> {
         let (frame, gate, subject) = (site.frame, site.gate, site.subject);
         let binding: &BindingSpec = &site.installed.policy.bindings()[site.id as usize];
@@ -1650,14 +1707,21 @@ impl GateRunner {
                 return self.fail(site, Duration::ZERO, None);
             }
         };
-        // The subject as the plugins before this one left it.
+        // The subject as the plugins before this one left it: its own
+        // header list while no plugin changed a header (the common case,
+        // no copy), else views into the arena.
         let mut views: Vec<Header<'_>> = recycle(std::mem::take(&mut self.views));
-        views.extend(self.state.headers.iter().map(|&(n, v)| {
-            Header::new(
-                self.state.resolve(n, subject.headers, subject.body),
-                self.state.resolve(v, subject.headers, subject.body),
-            )
-        }));
+        let header_views: &[Header<'_>] = if self.state.headers_changed {
+            views.extend(self.state.headers.iter().map(|&(n, v)| {
+                Header::new(
+                    self.state.resolve(n, subject.headers, subject.body),
+                    self.state.resolve(v, subject.headers, subject.body),
+                )
+            }));
+            &views
+        } else {
+            subject.headers
+        };
         let mut view = view::Frame::new(gate, frame.request_id);
         view.identity = Some(view::Identity {
             tenant: frame.tenant.unwrap_or("").as_bytes(),
@@ -1680,20 +1744,37 @@ impl GateRunner {
         } else {
             frame.body
         };
-        let mut messages: Vec<Message<'_>> = recycle(std::mem::take(&mut self.messages));
+        // The index describes `request_body`; its message views are the
+        // chain's cached ones while that body is the frame's own, else
+        // built for this call from the rewritten body.
+        let own_body: Option<&'f [u8]> = if gate != Gate::Request {
+            Some(frame.body)
+        } else if matches!(self.state.body, Bytes::Original) {
+            Some(subject.body)
+        } else {
+            None
+        };
         let index = &self.index;
-        messages.extend(index.system.iter().chain(index.messages()).map(|m| {
-            Message::new(
-                m.role,
-                span_view(request_body, m.role_name_span()),
-                span_view(request_body, m.content.map(|c| c.span)),
-            )
-        }));
-        view.index = index.abi_index(request_body, &messages);
+        let mut messages: Vec<Message<'_>> = recycle(std::mem::take(&mut self.rewritten));
+        let message_views: &[Message<'_>] = match own_body {
+            Some(body) => {
+                if !cache.built {
+                    cache.messages.clear();
+                    cache.messages.extend(message_views(index, body));
+                    cache.built = true;
+                }
+                &cache.messages
+            }
+            None => {
+                messages.extend(message_views(index, request_body));
+                &messages
+            }
+        };
+        view.index = index.abi_index(request_body, message_views);
         match site.response {
             None => {
                 view.request = view::Request {
-                    headers: &views,
+                    headers: header_views,
                     body: current,
                 }
             }
@@ -1709,7 +1790,7 @@ impl GateRunner {
                 };
                 view.response = Some(view::Response {
                     status: meta.status,
-                    headers: &views,
+                    headers: header_views,
                     body,
                     chunk,
                     chunk_index,
@@ -1720,7 +1801,7 @@ impl GateRunner {
 
         let started = Instant::now();
         self.busy.enter(
-            started.duration_since(self.runtime.shared.epoch),
+            started.duration_since(self.runtime.shared.epoch).as_nanos() as u64,
             slot,
             binding.time_budget,
         );
@@ -1733,7 +1814,7 @@ impl GateRunner {
         let duration = started.elapsed();
         self.busy.leave();
         self.views = recycle(views);
-        self.messages = recycle(messages);
+        self.rewritten = recycle(messages);
 
         self.metrics.add(slot, gate, Counter::Calls, 1);
         self.metrics.record(slot, gate, duration);

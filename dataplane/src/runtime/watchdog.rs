@@ -52,11 +52,11 @@ impl Busy {
     /// Before a call. The Release on `since` publishes `slot` and `budget`
     /// to the watchdog's Acquire load of `since`.
     #[inline]
-    pub(crate) fn enter(&self, since_epoch: Duration, slot: usize, budget: Duration) {
+    pub(crate) fn enter(&self, since_epoch_ns: u64, slot: usize, budget: Duration) {
         self.slot.store(slot as u32, Ordering::Relaxed);
         self.budget
             .store(budget.as_nanos() as u64, Ordering::Relaxed);
-        let now = (since_epoch.as_nanos() as u64).max(1);
+        let now = since_epoch_ns.max(1);
         self.since.store(now, Ordering::Release);
     }
 
