@@ -417,3 +417,46 @@ fn bad_sink_config_is_a_startup_error_naming_the_key() {
     });
     assert!(!s.socket().exists());
 }
+
+#[test]
+fn a_cursor_past_the_end_of_the_log_is_refused_naming_the_file() {
+    if is_child() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let storage = FileStorage::new(&dir.path().join("evidence"), IoMode::Pwrite).unwrap();
+    let (log, _) = Log::open(storage, LogConfig::default()).unwrap();
+    let log = Arc::new(Mutex::new(log));
+    let cursor = cursor_path(dir.path(), "siem");
+    std::fs::create_dir_all(cursor.parent().unwrap()).unwrap();
+    std::fs::write(&cursor, "999\n").unwrap();
+    let config = SinkConfig {
+        name: "siem".into(),
+        kind: SinkKind::Jsonl {
+            path: dir.path().join("siem.jsonl"),
+            max_bytes: 1 << 20,
+            keep: 1,
+        },
+        filter: SinkFilter::default(),
+        batch_size: 10,
+        backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(1),
+    };
+    let e = Sink::open(config.clone(), dir.path(), Arc::clone(&log))
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("siem.cursor") && e.contains("past the end"),
+        "{e}"
+    );
+    std::fs::write(&cursor, "nine\n").unwrap();
+    let e = Sink::open(config, dir.path(), log)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("siem.cursor") && e.contains("not a log index"),
+        "{e}"
+    );
+}

@@ -134,6 +134,7 @@ pub fn run(cfg: Resolved) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Setup("spawn the drainer".into(), e))?;
     let s = Arc::clone(&stop);
     let l = Arc::clone(&log);
+    let sink_cursors = ctl.sinks.clone();
     let retention = std::thread::Builder::new()
         .name("odock-retention".into())
         .spawn(move || {
@@ -156,7 +157,13 @@ pub fn run(cfg: Resolved) -> Result<(), DaemonError> {
                 }
                 if last.elapsed() >= Duration::from_secs(10) {
                     last = Instant::now();
-                    if let Err(e) = lock(&l).enforce_retention(now_ns()) {
+                    // Age retention waits for the slowest sink.
+                    let hold = sink_cursors
+                        .iter()
+                        .map(|s| s.cursor.load(Ordering::Relaxed))
+                        .min()
+                        .unwrap_or(u64::MAX);
+                    if let Err(e) = lock(&l).enforce_retention_holding(now_ns(), hold) {
                         eprintln!("odock-control: retention: {e}");
                     }
                 }

@@ -51,7 +51,8 @@
 //!
 //! [`Log::enforce_retention`] removes whole sealed segments, oldest first,
 //! while the log is larger than `max_bytes` or the segment's newest record
-//! is older than `max_age`. The active segment is never removed (nor is
+//! is older than `max_age` ([`Log::enforce_retention_holding`]: by age only
+//! once every sink has passed it). The active segment is never removed (nor is
 //! its summary file, `<first index>.sum`, which goes with it).
 //!
 //! # Summaries
@@ -833,15 +834,27 @@ impl<S: Storage> Log<S> {
     /// # Errors
     /// Removing a segment failed.
     pub fn enforce_retention(&mut self, now_ns: u64) -> Result<usize, LogError> {
+        self.enforce_retention_holding(now_ns, u64::MAX)
+    }
+
+    /// [`Log::enforce_retention`], except that age alone does not remove a
+    /// segment holding records at or after index `hold` (the oldest sink
+    /// cursor: records a sink has not delivered yet). Size still does: a
+    /// sink down for good must not fill the disk.
+    ///
+    /// # Errors
+    /// Removing a segment failed.
+    pub fn enforce_retention_holding(&mut self, now_ns: u64, hold: u64) -> Result<usize, LogError> {
         let mut removed = 0;
         while self.segments.len() > 1 {
             let total: u64 = self.segments.iter().map(|s| s.len).sum();
             let oldest = &self.segments[0];
             let too_big = self.config.max_bytes.is_some_and(|m| total > m);
-            let too_old = self.config.max_age.is_some_and(|age| {
-                now_ns.saturating_sub(oldest.newest_ns)
-                    > u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)
-            });
+            let too_old = oldest.end <= hold
+                && self.config.max_age.is_some_and(|age| {
+                    now_ns.saturating_sub(oldest.newest_ns)
+                        > u64::try_from(age.as_nanos()).unwrap_or(u64::MAX)
+                });
             if !(too_big || too_old) {
                 break;
             }

@@ -242,6 +242,31 @@ fn retention_by_size_and_age_keeps_the_active_segment() {
     }
     log.enforce_retention(1_000_000).unwrap();
     assert_eq!(log.segment_count(), 1, "only the active segment is left");
+
+    // Age does not remove what a sink has not passed; size does.
+    let cfg = LogConfig {
+        segment_bytes: 512,
+        max_age: Some(Duration::from_nanos(50)),
+        ..LogConfig::default()
+    };
+    let (mut log, _) = Log::open(MemStorage::new(), cfg).unwrap();
+    for i in 0..50 {
+        log.append_at(i, origin(i), &[1; 100]).unwrap();
+        log.commit().unwrap();
+    }
+    let segments = log.segment_count();
+    assert!(segments > 3);
+    assert_eq!(log.enforce_retention_holding(1_000_000, 0).unwrap(), 0);
+    let hold = log.snapshot().segments()[2].first;
+    assert_eq!(log.enforce_retention_holding(1_000_000, hold).unwrap(), 2);
+    assert_eq!(log.first_index(), hold, "kept from the oldest cursor on");
+    let cfg = LogConfig {
+        max_bytes: Some(1024),
+        ..cfg
+    };
+    let (mut log, _) = Log::open(log.storage().clone(), cfg).unwrap();
+    assert!(log.enforce_retention_holding(1_000_000, 0).unwrap() > 0);
+    assert!(log.bytes() <= 1024 + 512);
 }
 
 #[test]

@@ -303,6 +303,15 @@ impl<S: Storage> Sink<S> {
                 .map_err(|e| SinkError::Cursor(cursor_file.clone(), e.to_string()))?;
         }
         let cursor = read_cursor(&cursor_file)?;
+        let end = lock(&log).next_index();
+        if cursor > end {
+            return Err(SinkError::Cursor(
+                cursor_file,
+                format!(
+                    "cursor {cursor} is past the end of the evidence log ({end}): the log was replaced, or the cursor belongs to another one; remove the file to deliver from the log's start"
+                ),
+            ));
+        }
         let status = Arc::new(SinkStatus::new(&config.name, config.kind.name(), cursor));
         Ok(Sink {
             config,
