@@ -106,6 +106,42 @@ mod tests {
     }
 
     proptest! {
+        /// Any bytes, cut anywhere: no panic, events come out in order and
+        /// each ends with a line break; what is not in an event (or the
+        /// unterminated rest) is only line breaks.
+        #[test]
+        fn any_bytes_split_without_loss(
+            input in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(b':'), any::<u8>()],
+                0..300,
+            ),
+            cut in 1usize..40,
+        ) {
+            let mut s = SseSplitter::default();
+            let mut out: Vec<u8> = Vec::new();
+            for piece in input.chunks(cut) {
+                s.push(piece);
+                while let Some(e) = s.next_event() {
+                    prop_assert!(matches!(e.last(), Some(b'\n' | b'\r')));
+                    prop_assert!(!is_blank(&e));
+                    out.extend_from_slice(&e);
+                }
+            }
+            if let Some(rest) = s.finish() {
+                out.extend_from_slice(&rest);
+            }
+            // `out` is `input` with some runs of line breaks taken out.
+            let mut i = 0;
+            for &b in &input {
+                if i < out.len() && out[i] == b {
+                    i += 1;
+                } else {
+                    prop_assert!(b == b'\n' || b == b'\r', "lost a {b:#x}");
+                }
+            }
+            prop_assert_eq!(i, out.len());
+        }
+
         /// However the bytes are cut, the events come out whole and in order,
         /// and joined they are the input.
         #[test]
