@@ -482,6 +482,25 @@ impl Drop for Stack {
     }
 }
 
+/// Blocks until SIGINT (Ctrl-C) or SIGTERM arrives.
+///
+/// # Panics
+/// When the signal handlers cannot be installed.
+pub fn wait_for_termination() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    });
+}
+
 fn absolute(p: &Path) -> Result<PathBuf, UpError> {
     std::path::absolute(p).map_err(|e| fail(format!("{}: {e}", p.display())))
 }

@@ -53,18 +53,7 @@ fn main() -> ExitCode {
         run_dir.display(),
         gateway.control_link().status().policy_version
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    });
+    odock_tools::up::wait_for_termination();
     eprintln!("odock-gateway: stopping");
     gateway.shutdown();
     ExitCode::SUCCESS

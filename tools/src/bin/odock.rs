@@ -123,7 +123,7 @@ fn up(stack: Stack) -> ExitCode {
         KEYS[0].0,
         KEYS[1].0,
     );
-    wait_for_signal();
+    odock_tools::up::wait_for_termination();
     eprintln!("\nodock: stopping");
     finish(stack)
 }
@@ -166,21 +166,6 @@ fn finish(stack: Stack) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn wait_for_signal() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    });
 }
 
 fn control(config: Option<PathBuf>) -> ExitCode {
