@@ -523,6 +523,9 @@ async fn exchange(
     };
     let mut up = Request::builder().method(parts.method.clone()).uri(&uri);
     let mut map = header_map(&up_headers);
+    // The gates read and rewrite bodies: the upstream must answer in the
+    // clear, whatever encodings the caller accepts.
+    map.remove(hyper::header::ACCEPT_ENCODING);
     if let Some(k) = &w.shared.config.upstream_api_key
         && let Ok(v) = HeaderValue::from_str(&format!("Bearer {k}"))
     {
@@ -602,6 +605,24 @@ impl Exchange {
         }
     }
 
+    /// Runs a response-gate call over the request as it went upstream and
+    /// the answer's headers, adding its time to `overhead`.
+    fn response_gate(
+        &self,
+        overhead: &mut Duration,
+        call: impl FnOnce(&mut GateRunner, &RequestFrame<'_>, &[Header<'_>]) -> Decision,
+    ) -> Decision {
+        let started = Instant::now();
+        let mut runner = self.w.runner.borrow_mut();
+        let id = self.identity();
+        let up_views = views(&self.up_headers);
+        let req = frame(&id, self.request_id, &up_views, &self.up_body);
+        let resp_views = views(&self.resp_headers);
+        let decision = call(&mut runner, &req, &resp_views);
+        *overhead += started.elapsed();
+        decision
+    }
+
     /// Hands the finished exchange to the complete pool (never blocks).
     fn complete(&self, headers: &Owned, body: &[u8]) {
         let id = self.identity();
@@ -638,22 +659,14 @@ async fn whole(
             return upstream_failed(&w, "the upstream's answer did not end in time");
         }
     };
-    let decision = {
-        let started = Instant::now();
-        let mut runner = w.runner.borrow_mut();
-        let id = ex.identity();
-        let up_views = views(&ex.up_headers);
-        let req = frame(&id, ex.request_id, &up_views, &ex.up_body);
-        let resp_views = views(&ex.resp_headers);
+    let decision = ex.response_gate(&mut overhead, |runner, req, headers| {
         let resp = ResponseFrame {
             status: ex.status,
-            headers: &resp_views,
+            headers,
             body: &body,
         };
-        let d = Decision::of(&runner.response(&req, &resp));
-        overhead += started.elapsed();
-        d
-    };
+        Decision::of(&runner.response(req, &resp))
+    });
     record_overhead(&w, overhead);
     match decision {
         Decision::Continue { headers, body: b } => {
@@ -686,6 +699,7 @@ async fn whole(
 /// plugin may set headers there).
 async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Response<GateBody> {
     let w = Rc::clone(&ex.w);
+    let status = StatusCode::from_u16(ex.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let (head_tx, head_rx) = oneshot::channel::<Owned>();
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let pump = async move {
@@ -728,24 +742,16 @@ async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Respon
                     }
                 }
             };
-            let decision = {
-                let started = Instant::now();
-                let mut runner = w.runner.borrow_mut();
-                let id = ex.identity();
-                let up_views = views(&ex.up_headers);
-                let req = frame(&id, ex.request_id, &up_views, &ex.up_body);
-                let resp_views = views(&ex.resp_headers);
+            let decision = ex.response_gate(&mut overhead, |runner, req, headers| {
                 let chunk = ChunkFrame {
                     status: ex.status,
-                    headers: &resp_views,
+                    headers,
                     chunk: &event,
                     index,
                     last,
                 };
-                let d = Decision::of(&runner.response_chunk(&req, &chunk, &mut state));
-                overhead += started.elapsed();
-                d
-            };
+                Decision::of(&runner.response_chunk(req, &chunk, &mut state))
+            });
             index += 1;
             let out = match decision {
                 Decision::Continue { headers, body } => {
@@ -793,6 +799,7 @@ async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Respon
         return upstream_failed(&w, "the upstream's stream ended before it began");
     };
     let mut resp = Response::new(GateBody::stream(rx));
+    *resp.status_mut() = status;
     *resp.headers_mut() = header_map(&headers);
     resp
 }
@@ -886,10 +893,11 @@ async fn plain(w: &Rc<Worker>, req: Request<Incoming>, mcp: bool) -> Response<Ga
         });
         GateBody::stream(rx)
     } else {
-        let Ok(body) = Limited::new(rbody, limit).collect().await else {
-            return upstream_failed(w, "the upstream's answer could not be read");
-        };
-        GateBody::full(body.to_bytes())
+        match tokio::time::timeout(timeout, Limited::new(rbody, limit).collect()).await {
+            Ok(Ok(body)) => GateBody::full(body.to_bytes()),
+            Ok(Err(_)) => return upstream_failed(w, "the upstream's answer could not be read"),
+            Err(_) => return upstream_failed(w, "the upstream's answer did not end in time"),
+        }
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = rparts.status;
