@@ -62,9 +62,10 @@ enum Framing {
 
 fn read_line(reader: &mut BufReader<TcpStream>) -> String {
     let mut line = String::new();
-    reader
-        .read_line(&mut line)
-        .expect("reading a line of the answer");
+    if let Err(e) = reader.read_line(&mut line) {
+        let peer = reader.get_ref().peer_addr();
+        panic!("reading a line of the answer from {peer:?}: {e}");
+    }
     line
 }
 
@@ -96,7 +97,10 @@ impl Conn {
             .write_all(head.as_bytes())
             .and_then(|()| writer.write_all(body));
         let mut reader = BufReader::new(stream);
-        let status_line = read_line(&mut reader);
+        let mut status_line = String::new();
+        if let Err(e) = reader.read_line(&mut status_line) {
+            panic!("no answer to {method} {path}: {e}");
+        }
         let status = status_line
             .split(' ')
             .nth(1)
@@ -551,6 +555,20 @@ impl Scripted {
     /// Serves one request with a chunked `text/event-stream` answer whose
     /// events are the ones [`Scripted::send`] gives, when it gives them.
     fn start() -> Scripted {
+        Scripted::with_head(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
+             transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        )
+    }
+
+    /// Serves one request with the answer head `answer_head`; what
+    /// [`Scripted::send`] gives follows as HTTP chunks when the head says
+    /// chunked, else as raw bytes.
+    fn with_head(answer_head: &str) -> Scripted {
+        let chunked = answer_head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        let answer_head = answer_head.to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = mpsc::channel::<String>();
@@ -573,22 +591,22 @@ impl Scripted {
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
             let mut w = stream;
-            w.write_all(
-                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
-                  transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
-            )
-            .unwrap();
+            w.write_all(answer_head.as_bytes()).unwrap();
             for event in rx {
-                let sent = w
-                    .write_all(format!("{:x}\r\n", event.len()).as_bytes())
-                    .and_then(|()| w.write_all(event.as_bytes()))
-                    .and_then(|()| w.write_all(b"\r\n"))
-                    .and_then(|()| w.flush());
-                if sent.is_err() {
+                let sent = if chunked {
+                    w.write_all(format!("{:x}\r\n", event.len()).as_bytes())
+                        .and_then(|()| w.write_all(event.as_bytes()))
+                        .and_then(|()| w.write_all(b"\r\n"))
+                } else {
+                    w.write_all(event.as_bytes())
+                };
+                if sent.and_then(|()| w.flush()).is_err() {
                     return head; // the gateway hung up
                 }
             }
-            let _ = w.write_all(b"0\r\n\r\n");
+            if chunked {
+                let _ = w.write_all(b"0\r\n\r\n");
+            }
             head
         });
         Scripted {
@@ -1009,6 +1027,38 @@ fn a_request_gate_rewrite_is_what_the_upstream_gets() {
     });
 }
 
+/// The gates read and rewrite bodies (a DLP plugin redacts the answer), so
+/// the upstream must answer in the clear: a caller asking for a compressed
+/// answer would otherwise get one the response gate cannot read, and its
+/// redaction would silently not happen.
+#[test]
+fn the_callers_accept_encoding_does_not_reach_the_upstream() {
+    let dlp = chunk_probe("gw-encoding-redact");
+    watchdog(LIMIT, move || {
+        let p = policy(1, &[&dlp], vec![bind(&dlp, RESPONSE, "redact:secret")]);
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        for stream in [false, true] {
+            let answer = open_chat(
+                env.addr(),
+                Some(KEY),
+                "the secret",
+                stream,
+                &[("accept-encoding", "gzip, deflate, br")],
+            )
+            .finish();
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            assert!(!answer.text().contains("secret"), "{}", answer.text());
+            let seen = env.last_upstream();
+            assert!(
+                seen.headers
+                    .get("accept-encoding")
+                    .is_none_or(|v| v == "identity"),
+                "the upstream may compress the answer the gates must read: {seen:?}"
+            );
+        }
+    });
+}
+
 #[test]
 fn without_an_upstream_key_no_authorization_goes_upstream() {
     watchdog(LIMIT, || {
@@ -1067,6 +1117,29 @@ fn a_streamed_answer_passes_event_by_event() {
         assert_eq!(events.next_event(), None, "nothing after [DONE]");
         assert!(head.starts_with("POST /v1/chat/completions "), "{head}");
         assert_eq!(env.gateway.stats().streamed, 1);
+    });
+}
+
+#[test]
+fn a_streamed_answer_keeps_the_upstreams_status() {
+    watchdog(LIMIT, || {
+        let mut upstream = Scripted::with_head(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/event-stream\r\n\
+             transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        );
+        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+            c.upstream = format!("http://{}", upstream.addr);
+        });
+        let overloaded = "data: {\"error\":{\"message\":\"the model is overloaded\"}}\n\n";
+        upstream.send(overloaded);
+        let conn = open_chat(env.addr(), Some(KEY), "x", true, &[]);
+        // The caller (and its SDK's retry logic) must see the upstream's
+        // 503, not a 200 with an error inside.
+        assert_eq!(conn.status, 503, "{:?}", conn.headers);
+        let mut events = conn.events();
+        assert_eq!(events.next_event().as_deref(), Some(overloaded));
+        upstream.end();
+        assert_eq!(events.next_event(), None);
     });
 }
 
@@ -1386,6 +1459,44 @@ fn an_upstream_that_never_answers_is_502_after_the_upstream_timeout() {
         assert_eq!(e["type"], "upstream_error");
         assert_eq!(env.gateway.stats().upstream_errors, 1);
         drop(silent);
+    });
+}
+
+#[test]
+fn an_upstream_answer_that_stalls_is_502_after_the_upstream_timeout() {
+    watchdog(LIMIT, || {
+        // A head announcing 100 bytes, then 10 of them, then nothing.
+        let stalled = || {
+            let upstream = Scripted::with_head(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                 content-length: 100\r\n\r\n",
+            );
+            upstream.send("{\"object\":");
+            upstream
+        };
+        for (method, path) in [("POST", "/v1/chat/completions"), ("GET", "/v1/models")] {
+            let mut upstream = stalled();
+            let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+                c.upstream = format!("http://{}", upstream.addr);
+                c.upstream_timeout_ms = 300;
+            });
+            let answer = Conn::open(
+                env.addr(),
+                method,
+                path,
+                &[
+                    ("authorization", &auth(KEY)),
+                    ("content-type", "application/json"),
+                ],
+                chat_body("hello", false).as_bytes(),
+            )
+            .finish();
+            let e = openai_error(&answer, 502, "upstream_failed");
+            assert_eq!(e["type"], "upstream_error", "{method} {path}");
+            assert_eq!(env.gateway.stats().upstream_errors, 1);
+            drop(env);
+            upstream.end();
+        }
     });
 }
 
