@@ -82,21 +82,15 @@ impl Conn {
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
-            body.len()
-        );
-        for (n, v) in headers {
-            head.push_str(&format!("{n}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut writer = stream.try_clone().unwrap();
-        // A server that answers before reading the whole body may close
-        // early; its answer is still there to read.
-        let _ = writer
-            .write_all(head.as_bytes())
-            .and_then(|()| writer.write_all(body));
         let mut reader = BufReader::new(stream);
+        let mut all = vec![("connection", "close")];
+        all.extend_from_slice(headers);
+        write_request(&mut reader, method, path, &all, body);
+        Conn::read_head(reader, method, path)
+    }
+
+    /// Reads the head of the answer to `method path` from `reader`.
+    fn read_head(mut reader: BufReader<TcpStream>, method: &str, path: &str) -> Conn {
         let mut status_line = String::new();
         if let Err(e) = reader.read_line(&mut status_line) {
             panic!("no answer to {method} {path}: {e}");
@@ -182,16 +176,23 @@ impl Conn {
     }
 
     /// Reads the rest of the body.
-    fn finish(mut self) -> Answer {
+    fn finish(self) -> Answer {
+        self.finish_keep().0
+    }
+
+    /// Reads the rest of the body; returns the connection too, for the
+    /// next request on it.
+    fn finish_keep(mut self) -> (Answer, BufReader<TcpStream>) {
         let mut body = Vec::new();
         while let Some(d) = self.next_data() {
             body.extend_from_slice(&d);
         }
-        Answer {
+        let answer = Answer {
             status: self.status,
             headers: self.headers,
             body,
-        }
+        };
+        (answer, self.reader)
     }
 
     fn header(&self, name: &str) -> Option<&str> {
@@ -206,6 +207,31 @@ impl Conn {
             eof: false,
         }
     }
+}
+
+/// Writes a request on the connection `reader` reads.
+fn write_request(
+    reader: &mut BufReader<TcpStream>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    let stream = reader.get_mut();
+    let addr = stream.peer_addr().unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    // A server that answers before reading the whole body may close early;
+    // its answer is still there to read.
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body));
 }
 
 fn header_of<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
@@ -1143,6 +1169,45 @@ fn a_streamed_answer_keeps_the_upstreams_status() {
     });
 }
 
+/// Streams at once on the same threads keep their own events and their own
+/// response-gate state.
+#[test]
+fn concurrent_streams_keep_to_their_own_events() {
+    let dlp = chunk_probe("gw-concurrent-redact");
+    watchdog(LIMIT, move || {
+        let p = policy(1, &[&dlp], vec![bind(&dlp, RESPONSE, "redact:secret")]);
+        let env = Env::start(
+            &p,
+            MockConfig {
+                chunk_delay: Duration::from_millis(10),
+                ..MockConfig::default()
+            },
+            |_| {},
+        );
+        let addr = env.addr();
+        let callers: Vec<_> = (0..8)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let words: Vec<String> = (0..10).map(|w| format!("c{i}w{w}")).collect();
+                    let text = format!("{} secret {}", words[..5].join(" "), words[5..].join(" "));
+                    let events = open_chat(addr, Some(KEY), &text, true, &[]).events().rest();
+                    (text, events)
+                })
+            })
+            .collect();
+        for c in callers {
+            let (text, events) = c.join().unwrap();
+            assert!(is_done(events.last().unwrap()), "{events:?}");
+            let got: String = events[..events.len() - 1]
+                .iter()
+                .map(|e| delta(e))
+                .collect();
+            assert_eq!(got, format!("Echo: {}", text.replace("secret", "******")));
+        }
+        assert_eq!(env.gateway.stats().streamed, 8);
+    });
+}
+
 #[test]
 fn a_response_gate_redaction_shows_in_the_streamed_events() {
     let dlp = chunk_probe("gw-chunk-redact");
@@ -1366,6 +1431,75 @@ fn a_pause_calls_the_integration_and_resumes_with_its_answer() {
         assert_eq!(plain.status, 200, "{}", plain.text());
         assert_eq!(env.mock.stats().approvals_asked, 2);
         assert_eq!(env.gateway.stats().paused, 2);
+
+        // A streamed answer after the pause.
+        let events = open_chat(addr, Some(KEY), "one two", true, &[])
+            .events()
+            .rest();
+        assert!(is_done(events.last().unwrap()), "{events:?}");
+        let text: String = events[..events.len() - 1]
+            .iter()
+            .map(|e| delta(e))
+            .collect();
+        assert_eq!(text, "Echo: one two");
+        assert_eq!(env.mock.stats().approvals_granted, 2);
+    });
+}
+
+/// Paused exchanges park on their thread's runner while it serves others;
+/// each resumes with its own answer.
+#[test]
+fn concurrent_pauses_each_resume_with_their_own_answer() {
+    let ap = approval();
+    watchdog(LIMIT, move || {
+        let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, APPROVAL_CONFIG)]);
+        let env = Env::start(
+            &p,
+            MockConfig {
+                approval_delay: Duration::from_millis(100),
+                ..MockConfig::default()
+            },
+            |_| {},
+        );
+        let addr = env.addr();
+        let callers: Vec<_> = (0..12)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let key = if i % 3 == 0 { DENY_KEY } else { KEY };
+                    (i, key, chat(addr, Some(key), &format!("caller {i}")))
+                })
+            })
+            .collect();
+        for c in callers {
+            let (i, key, answer) = c.join().unwrap();
+            if key == DENY_KEY {
+                openai_error(&answer, 403, "blocked");
+                assert_eq!(answer.header("x-odock-blocked-by"), Some("approval"));
+            } else {
+                assert_eq!(answer.status, 200, "caller {i}: {}", answer.text());
+                assert_eq!(
+                    answer.json()["choices"][0]["message"]["content"],
+                    format!("Echo: caller {i}")
+                );
+            }
+        }
+        let s = env.mock.stats();
+        assert_eq!(
+            (s.approvals_asked, s.approvals_granted, s.approvals_denied),
+            (12, 8, 4),
+            "{s:?}"
+        );
+        assert_eq!(s.chat_completions, 8);
+        assert_eq!(env.gateway.stats().paused, 12);
+        assert!(
+            env.mock.requests().iter().all(|r| r
+                .headers
+                .get("x-odock-approval")
+                .map(String::as_str)
+                == Some("approved")),
+            "{:?}",
+            env.mock.requests()
+        );
     });
 }
 
@@ -1536,6 +1670,22 @@ fn unknown_routes_are_404_and_the_model_list_passes_authenticated() {
             let a = Conn::open(addr, method, path, &[("authorization", &auth(KEY))], b"").finish();
             openai_error(&a, 404, "not_found");
         }
+        // An upstream's own error passes as it is.
+        let bad = Conn::open(
+            addr,
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("authorization", &auth(KEY)),
+                ("content-type", "application/json"),
+            ],
+            br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .finish();
+        assert_eq!(bad.status, 400, "{}", bad.text());
+        assert_eq!(bad.json()["error"]["param"], "model", "{}", bad.text());
+        assert_eq!(bad.json()["error"]["type"], "invalid_request_error");
+
         let health = Conn::open(addr, "GET", "/healthz", &[], b"").finish();
         assert_eq!((health.status, health.text().as_str()), (200, "ok\n"));
 
@@ -1623,6 +1773,75 @@ fn the_complete_gate_runs_after_each_exchange_blocked_ones_included() {
         assert_eq!(rt.counter("gw-auditor", Gate::Request, Counter::Calls), 0);
         assert_eq!(rt.counter("gw-auditor", Gate::Response, Counter::Calls), 0);
         assert_eq!(env.gateway.stats().completes_dropped, 0);
+    });
+}
+
+/// Exchanges one after another on one kept-alive connection: a block, a
+/// whole answer, a stream; each answered in full and each completed.
+#[test]
+fn exchanges_on_a_kept_alive_connection_each_end_and_complete() {
+    let (auditor, blocker) = (probe("gw-ka-auditor"), probe("gw-ka-blocker"));
+    watchdog(LIMIT, move || {
+        let p = policy(
+            1,
+            &[&auditor, &blocker],
+            vec![
+                bind(&auditor, COMPLETE, "evidence:audit.saw"),
+                scoped(
+                    bind(&blocker, REQUEST, "block:403:this key is suspended"),
+                    ScopeEntry {
+                        virtual_key: Some("vk-denycorp".into()),
+                        ..ScopeEntry::default()
+                    },
+                ),
+            ],
+        );
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let stream = TcpStream::connect(env.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut conn = BufReader::new(stream);
+        let path = "/v1/chat/completions";
+        let mut ids = std::collections::BTreeSet::new();
+        for round in 0..2 {
+            for (key, stream, want) in [(DENY_KEY, false, 403), (KEY, false, 200), (KEY, true, 200)]
+            {
+                let bearer = auth(key);
+                let headers = [
+                    ("authorization", bearer.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                let body = chat_body("one two", stream);
+                write_request(&mut conn, "POST", path, &headers, body.as_bytes());
+                let (answer, c) = Conn::read_head(conn, "POST", path).finish_keep();
+                conn = c;
+                assert_eq!(answer.status, want, "round {round}: {}", answer.text());
+                assert_ne!(answer.header("connection"), Some("close"));
+                ids.insert(answer.header("x-odock-request-id").unwrap().to_owned());
+                if want == 403 {
+                    openai_error(&answer, 403, "blocked");
+                } else if stream {
+                    let mut split = SseSplitter::default();
+                    split.push(&answer.body);
+                    let events: Vec<String> = std::iter::from_fn(|| split.next_event())
+                        .map(|e| String::from_utf8(e.to_vec()).unwrap())
+                        .collect();
+                    assert!(is_done(events.last().unwrap()), "{events:?}");
+                } else {
+                    assert_eq!(
+                        answer.json()["choices"][0]["message"]["content"],
+                        "Echo: one two"
+                    );
+                }
+            }
+        }
+        assert_eq!(ids.len(), 6, "{ids:?}");
+        let rt = env.gateway.runtime();
+        eventually("six exchanges completed", || {
+            rt.counter("gw-ka-auditor", Gate::Complete, Counter::Calls) >= 6
+        });
+        assert_eq!(env.mock.stats().chat_completions, 4);
     });
 }
 
