@@ -17,9 +17,11 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use odock_dataplane::evidence;
 use odock_dataplane::plugin::Pin;
+use odock_dataplane::ring::Ring;
 use odock_dataplane::runtime::control_link::{
-    BindingEntry, GatePriorities, POLICY_FORMAT, PluginEntry, PolicyFile, ScopeEntry,
+    BindingEntry, EVIDENCE_DIR, GatePriorities, POLICY_FORMAT, PluginEntry, PolicyFile, ScopeEntry,
 };
 use odock_dataplane::runtime::{Counter, PluginSource};
 use odock_plugin_abi::{Capability, Gate};
@@ -556,6 +558,57 @@ impl Env {
     }
 }
 
+/// One evidence record, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ev {
+    kind: evidence::Kind,
+    gate: evidence::Gate,
+    verdict: evidence::Verdict,
+    status: u16,
+    request_id: String,
+    plugin: String,
+    reason: String,
+    detail: String,
+    payload_kind: String,
+}
+
+impl Env {
+    /// Everything in the gateway's evidence rings so far (as control would
+    /// drain them; no control runs here, so this is the only consumer).
+    fn evidence(&self) -> Vec<Ev> {
+        let mut out = Vec::new();
+        let dir = self.run.path().join(EVIDENCE_DIR);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "ring") {
+                continue;
+            }
+            let ring = Ring::attach(&path).unwrap();
+            let mut consumer = ring.consumer().unwrap();
+            while consumer
+                .drain(|bytes| {
+                    let r = evidence::decode(&bytes).expect("a record the gateway wrote");
+                    let e = r.evidence;
+                    out.push(Ev {
+                        kind: e.kind,
+                        gate: e.gate,
+                        verdict: e.verdict,
+                        status: e.status,
+                        request_id: e.request_id.to_owned(),
+                        plugin: e.plugin.to_owned(),
+                        reason: e.reason.to_owned(),
+                        detail: e.detail.to_owned(),
+                        payload_kind: e.payload.kind.to_owned(),
+                    });
+                })
+                .unwrap()
+                > 0
+            {}
+        }
+        out
+    }
+}
+
 fn no_plugins() -> PolicyFile {
     policy(1, &[], vec![])
 }
@@ -733,6 +786,8 @@ fn auth_refuses_missing_and_unknown_keys_and_admits_a_good_one() {
         let stats = env.gateway.stats();
         assert_eq!(stats.unauthorized, 3, "{stats:?}");
         assert_eq!(stats.requests, 10, "{stats:?}");
+        // Gate time is recorded once per exchange that passed the door.
+        assert_eq!(stats.gate_overhead.count(), 7, "{stats:?}");
         assert_eq!(env.mock.stats().chat_completions, 7);
     });
 }
@@ -754,9 +809,11 @@ fn a_request_gate_block_answers_with_the_plugins_status_and_reason_only() {
             )],
         );
         let env = Env::start(&p, MockConfig::default(), |_| {});
+        let mut ids = Vec::new();
         for stream in [false, true] {
             let answer = open_chat(env.addr(), Some(KEY), "hello", stream, &[]).finish();
             assert_eq!(answer.status, 451, "{}", answer.text());
+            ids.push(answer.header("x-odock-request-id").unwrap().to_owned());
             assert_eq!(
                 answer.json(),
                 json!({"error": {
@@ -794,6 +851,27 @@ fn a_request_gate_block_answers_with_the_plugins_status_and_reason_only() {
                 .counter("gw-blocker", Gate::Request, Counter::Blocks),
             2
         );
+        assert_eq!(env.gateway.stats().gate_overhead.count(), 2);
+        // The detail is in evidence, under the id the caller got.
+        let blocks: Vec<Ev> = env
+            .evidence()
+            .into_iter()
+            .filter(|e| e.kind == evidence::Kind::Decision && e.plugin == "gw-blocker")
+            .collect();
+        assert_eq!(blocks.len(), 2, "{blocks:?}");
+        for (e, id) in blocks.iter().zip(&ids) {
+            assert_eq!(&e.request_id, id, "{e:?}");
+            assert_eq!(e.verdict, evidence::Verdict::Block, "{e:?}");
+            assert_eq!(e.gate, evidence::Gate::Request, "{e:?}");
+            assert_eq!(
+                (e.status, e.reason.as_str(), e.detail.as_str()),
+                (
+                    451,
+                    "this request breaks the acme policy",
+                    "internal: probe blocked on config"
+                )
+            );
+        }
     });
 }
 
@@ -1749,21 +1827,24 @@ fn the_complete_gate_runs_after_each_exchange_blocked_ones_included() {
         let completes = || rt.counter("gw-auditor", Gate::Complete, Counter::Calls);
         assert_eq!(completes(), 0);
 
+        let mut ids = Vec::new();
         let ok = chat(env.addr(), Some(KEY), "hello");
         assert_eq!(ok.status, 200, "{}", ok.text());
+        ids.push(ok.header("x-odock-request-id").unwrap().to_owned());
         eventually("the complete gate after a whole answer", || {
             completes() >= 1
         });
 
         let blocked = chat(env.addr(), Some(DENY_KEY), "hello");
         openai_error(&blocked, 403, "blocked");
+        ids.push(blocked.header("x-odock-request-id").unwrap().to_owned());
         eventually("the complete gate after a blocked exchange", || {
             completes() >= 2
         });
 
-        let streamed = open_chat(env.addr(), Some(KEY), "one two", true, &[])
-            .events()
-            .rest();
+        let conn = open_chat(env.addr(), Some(KEY), "one two", true, &[]);
+        ids.push(conn.header("x-odock-request-id").unwrap().to_owned());
+        let streamed = conn.events().rest();
         assert!(is_done(streamed.last().unwrap()));
         eventually("the complete gate after a stream", || completes() >= 3);
 
@@ -1773,6 +1854,16 @@ fn the_complete_gate_runs_after_each_exchange_blocked_ones_included() {
         assert_eq!(rt.counter("gw-auditor", Gate::Request, Counter::Calls), 0);
         assert_eq!(rt.counter("gw-auditor", Gate::Response, Counter::Calls), 0);
         assert_eq!(env.gateway.stats().completes_dropped, 0);
+        // The auditor's own record, once per exchange, under its id.
+        let mut saw: Vec<String> = env
+            .evidence()
+            .into_iter()
+            .filter(|e| e.plugin == "gw-auditor" && e.payload_kind == "audit.saw")
+            .map(|e| e.request_id)
+            .collect();
+        saw.sort();
+        ids.sort();
+        assert_eq!(saw, ids);
     });
 }
 
