@@ -39,7 +39,8 @@
 //!   timeout, and resumes the chain with the answer, a timeout or a
 //!   failure.
 //! - A block in the middle of a stream: a final SSE event
-//!   `data: {"error": {...}}`, and the stream ends.
+//!   `data: {"error": {...}}` (for MCP, the JSON-RPC error above), and the
+//!   stream ends.
 //! - Headers the request gate set go upstream; headers the response gate
 //!   set (on a stream: at its first event) reach the caller.
 //! - Every answer carries `x-odock-request-id`, the id in every evidence

@@ -760,18 +760,19 @@ async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Respon
                     }
                     body.unwrap_or(event)
                 }
-                Decision::Block { reason, .. } => {
+                Decision::Block {
+                    status,
+                    reason,
+                    plugin,
+                } => {
                     Counters::bump(&w.shared.counters.blocked);
                     ended = true;
                     if let Some(h) = head_tx.take() {
                         let _ = h.send(ex.resp_headers.clone());
                     }
-                    let event = json!({"error": {
-                        "message": reason,
-                        "type": "odock_policy",
-                        "code": "blocked",
-                        "param": null,
-                    }});
+                    // For MCP, the JSON-RPC error for the call's id: the
+                    // client matches answers by id.
+                    let (_, event) = block_body(ex.mcp, &ex.up_body, status, &reason, &plugin);
                     Bytes::from(format!("data: {event}\n\n"))
                 }
                 Decision::Pause { .. } => {
@@ -933,6 +934,29 @@ fn blocked(
     reason: &str,
     plugin: &str,
 ) -> (Response<GateBody>, Bytes) {
+    let (http_status, body) = block_body(mcp, request, status, reason, plugin);
+    let body = Bytes::from(body.to_string());
+    let mut resp = Response::new(GateBody::full(body.clone()));
+    *resp.status_mut() = http_status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(plugin) {
+        resp.headers_mut().insert("x-odock-blocked-by", v);
+    }
+    (resp, body)
+}
+
+/// What a block tells the caller, and with which HTTP status: an
+/// OpenAI-style error, or for MCP a JSON-RPC error for the request's id.
+fn block_body(
+    mcp: bool,
+    request: &[u8],
+    status: u16,
+    reason: &str,
+    plugin: &str,
+) -> (StatusCode, serde_json::Value) {
     let status = StatusCode::from_u16(status)
         .ok()
         .filter(|s| s.is_client_error() || s.is_server_error())
@@ -960,17 +984,7 @@ fn blocked(
             json!({"error": {"message": reason, "type": "odock_policy", "param": null, "code": "blocked"}}),
         )
     };
-    let body = Bytes::from(body.to_string());
-    let mut resp = Response::new(GateBody::full(body.clone()));
-    *resp.status_mut() = http_status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = HeaderValue::from_str(plugin) {
-        resp.headers_mut().insert("x-odock-blocked-by", v);
-    }
-    (resp, body)
+    (http_status, body)
 }
 
 fn json_headers() -> Owned {
