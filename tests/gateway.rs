@@ -988,6 +988,86 @@ fn an_mcp_tool_call_block_is_a_json_rpc_error_for_the_calls_id() {
     });
 }
 
+/// A response-gate block of an MCP answer is a JSON-RPC error for the
+/// call's id too: whether the server answered with JSON (the mock) or, as
+/// MCP servers commonly do, with an SSE stream holding the response.
+#[test]
+fn an_mcp_answer_blocked_at_the_response_gate_is_a_json_rpc_error() {
+    let guard = chunk_probe("gw-mcp-result-guard");
+    watchdog(LIMIT, move || {
+        let p = policy(
+            1,
+            &[&guard],
+            vec![scoped(
+                bind(&guard, RESPONSE, "block:451:the tool result is withheld"),
+                ScopeEntry {
+                    mcp_server: Some("tools".into()),
+                    ..ScopeEntry::default()
+                },
+            )],
+        );
+        let want = |id: Value| {
+            json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {
+                    "code": -32003,
+                    "message": "the tool result is withheld",
+                    "data": {"status": 451, "plugin": "gw-mcp-result-guard"},
+                },
+            })
+        };
+
+        // A JSON answer.
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let init = mcp(
+            env.addr(),
+            None,
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "gateway-test", "version": "0"}}}),
+        );
+        assert_eq!(init.status, 200, "{}", init.text());
+        assert_eq!(init.json(), want(json!(1)));
+        assert_eq!(
+            init.header("x-odock-blocked-by"),
+            Some("gw-mcp-result-guard")
+        );
+        drop(env);
+
+        // An SSE answer.
+        let mut upstream = Scripted::start();
+        let env = Env::start(&p, MockConfig::default(), |c| {
+            c.mcp_upstream = Some(format!("http://{}/mcp", upstream.addr));
+        });
+        upstream.send(
+            "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"top secret\"}]}}\n\n",
+        );
+        let bearer = auth(KEY);
+        let conn = Conn::open(
+            env.addr(),
+            "POST",
+            "/mcp",
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+                ("mcp-session-id", "session-1"),
+            ],
+            tool_call(json!(9), "search", json!({"query": "q"}))
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(conn.status, 200);
+        let events = conn.events().rest();
+        upstream.end();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(!events[0].contains("top secret"), "{events:?}");
+        let v: Value = serde_json::from_str(data(&events[0])).unwrap();
+        assert_eq!(v, want(json!(9)), "an MCP client matches answers by id");
+    });
+}
+
 /// `GET /mcp` opens the session's server-to-client event stream (MCP
 /// Streamable HTTP); the gateway proxies it after authentication, so the
 /// events must reach the caller as they come, not when the stream ends.
