@@ -879,7 +879,11 @@ fn a_request_gate_block_answers_with_the_plugins_status_and_reason_only() {
 // 3. An MCP block
 
 fn mcp(addr: SocketAddr, session: Option<&str>, body: &Value) -> Answer {
-    let bearer = auth(KEY);
+    mcp_as(addr, KEY, session, body)
+}
+
+fn mcp_as(addr: SocketAddr, key: &str, session: Option<&str>, body: &Value) -> Answer {
+    let bearer = auth(key);
     let mut headers = vec![
         ("authorization", bearer.as_str()),
         ("content-type", "application/json"),
@@ -890,6 +894,22 @@ fn mcp(addr: SocketAddr, session: Option<&str>, body: &Value) -> Answer {
         headers.push(("mcp-protocol-version", "2025-06-18"));
     }
     Conn::open(addr, "POST", "/mcp", &headers, body.to_string().as_bytes()).finish()
+}
+
+/// Opens an MCP session through the gateway as `key`; returns its id.
+fn mcp_session(addr: SocketAddr, key: &str) -> String {
+    let init = mcp_as(
+        addr,
+        key,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "gateway-test", "version": "0"}}}),
+    );
+    assert_eq!(init.status, 200, "{}", init.text());
+    init.header("mcp-session-id")
+        .expect("an MCP session id")
+        .to_owned()
 }
 
 fn tool_call(id: Value, tool: &str, arguments: Value) -> Value {
@@ -1156,6 +1176,12 @@ fn gate_headers_travel_and_the_callers_key_never_leaves_the_gateway() {
         let h = |n: &str| seen.headers.get(n).map(String::as_str);
         assert_eq!(h("x-gate-added"), Some("req-1"), "{seen:?}");
         assert_eq!(h("x-caller"), Some("c-1"), "{seen:?}");
+        // The upstream's host, not the gateway's.
+        assert_eq!(
+            h("host"),
+            Some(env.mock.addr().to_string().as_str()),
+            "{seen:?}"
+        );
         assert_eq!(
             h("authorization"),
             Some(auth(UPSTREAM_KEY).as_str()),
@@ -1272,6 +1298,36 @@ fn without_an_upstream_key_no_authorization_goes_upstream() {
 
 // ---------------------------------------------------------------------------
 // 5. Streaming
+
+#[test]
+fn the_upstreams_path_prefix_and_the_query_are_kept() {
+    watchdog(LIMIT, || {
+        let mut upstream = Scripted::start();
+        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+            c.upstream = format!("http://{}/openai/", upstream.addr);
+        });
+        upstream.send(DONE);
+        let conn = Conn::open(
+            env.addr(),
+            "POST",
+            "/v1/chat/completions?api-version=2024-10-21",
+            &[
+                ("authorization", &auth(KEY)),
+                ("content-type", "application/json"),
+            ],
+            chat_body("hi", true).as_bytes(),
+        );
+        assert_eq!(conn.status, 200);
+        assert_eq!(conn.events().rest(), [DONE]);
+        let head = upstream.end();
+        assert!(
+            head.starts_with(
+                "POST /openai/v1/chat/completions?api-version=2024-10-21 HTTP/1.1\r\n"
+            ),
+            "{head}"
+        );
+    });
+}
 
 #[test]
 fn a_streamed_answer_passes_event_by_event() {
@@ -1658,6 +1714,70 @@ fn concurrent_pauses_each_resume_with_their_own_answer() {
             "{:?}",
             env.mock.requests()
         );
+    });
+}
+
+/// An MCP tool call the approval plugin holds: approved, it reaches the
+/// server; denied, the caller gets the JSON-RPC error for its id.
+#[test]
+fn an_mcp_tool_call_waits_for_its_approval() {
+    let ap = approval();
+    watchdog(LIMIT, move || {
+        let config =
+            r#"{"tools":["delete_repo"],"timeout_ms":5000,"on_timeout":"deny","on_error":"deny"}"#;
+        let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, config)]);
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let addr = env.addr();
+
+        let session = mcp_session(addr, KEY);
+        assert_eq!(env.mock.stats().approvals_asked, 0, "initialize needs none");
+        let ok = mcp_as(
+            addr,
+            KEY,
+            Some(&session),
+            &tool_call(json!(2), "delete_repo", json!({"repo": "acme/old"})),
+        );
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        let v = ok.json();
+        assert_eq!(v["id"], 2, "{v}");
+        assert!(v["result"].is_object(), "{v}");
+        let seen = env.last_upstream();
+        assert_eq!(
+            seen.headers.get("x-odock-approval").map(String::as_str),
+            Some("approved"),
+            "{seen:?}"
+        );
+
+        let session = mcp_session(addr, DENY_KEY);
+        let mcp_before = env.mock.stats().mcp;
+        let denied = mcp_as(
+            addr,
+            DENY_KEY,
+            Some(&session),
+            &tool_call(json!("d-1"), "delete_repo", json!({"repo": "acme/prod"})),
+        );
+        assert_eq!(denied.status, 200, "{}", denied.text());
+        let v = denied.json();
+        assert_eq!(v["id"], "d-1", "{v}");
+        assert_eq!(v["error"]["code"], -32003, "{v}");
+        assert_eq!(
+            v["error"]["data"],
+            json!({"status": 403, "plugin": "approval"})
+        );
+        assert_eq!(
+            v["error"]["message"],
+            format!(
+                "this request needs an approval and was denied: {}",
+                mock::DENY_REASON
+            )
+        );
+        assert_eq!(
+            env.mock.stats().mcp,
+            mcp_before,
+            "a denied call reached the server"
+        );
+        let s = env.mock.stats();
+        assert_eq!((s.approvals_granted, s.approvals_denied), (1, 1), "{s:?}");
     });
 }
 
