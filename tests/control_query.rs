@@ -128,7 +128,7 @@ fn parse(q: &str) -> Filter {
     Filter::parse(q).unwrap()
 }
 
-fn check_queries(snapshot: &Snapshot, storage: &MemStorage) {
+fn check_queries(snapshot: &Snapshot, storage: &MemStorage, records: u64) {
     let segs = snapshot.segments().len();
     assert!(segs > 50, "many segments: {segs}");
     let open = segs - 1;
@@ -165,16 +165,31 @@ fn check_queries(snapshot: &Snapshot, storage: &MemStorage) {
     assert_eq!(lines, full_scan(snapshot, storage, &f));
     assert_eq!(opened as usize, segments_of(snapshot, &indexes).len());
 
-    // One request id: the segment holding it, and the open segment (its
-    // summary has no key filter until it is sealed).
+    // One request id: only the segment holding it (the open segment's
+    // summary has a key filter too).
     let f = parse("request_id=req-2222");
     let (lines, indexes, opened) = query(snapshot, storage, &f);
     assert_eq!(lines, full_scan(snapshot, storage, &f));
     assert_eq!(lines.len(), 1);
-    let mut want = segments_of(snapshot, &indexes);
     assert!(snapshot.segments()[open].len > 0);
-    want.insert(open);
-    assert_eq!(opened as usize, want.len(), "request id query");
+    assert_eq!(
+        opened as usize,
+        segments_of(snapshot, &indexes).len(),
+        "request id query"
+    );
+    // A request id in the open segment: that one only.
+    let last = format!("request_id=req-{}", records - 2);
+    let f = parse(&last);
+    let (lines, indexes, opened) = query(snapshot, storage, &f);
+    assert_eq!(lines, full_scan(snapshot, storage, &f));
+    assert_eq!(lines.len(), 1, "{last}");
+    assert_eq!(
+        segments_of(snapshot, &indexes)
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [open]
+    );
+    assert_eq!(opened, 1, "{last}");
 
     // Other filters answer what a full scan answers.
     for q in [
@@ -191,7 +206,7 @@ fn check_queries(snapshot: &Snapshot, storage: &MemStorage) {
         let (lines, _, opened) = query(snapshot, storage, &f);
         assert_eq!(lines, full_scan(snapshot, storage, &f), "{q}");
         if q == "request_id=nobody" || q == "kind=control_change" {
-            assert!(opened <= 2, "{q}: {opened} of {segs} segments opened");
+            assert_eq!(opened, 0, "{q}: {opened} of {segs} segments opened");
         }
     }
 }
@@ -220,20 +235,21 @@ fn narrow_queries_open_only_matching_segments_and_equal_a_full_scan() {
         "a summary file per sealed segment"
     );
     let snapshot = log.lock().unwrap().snapshot();
-    check_queries(&snapshot, &storage);
+    check_queries(&snapshot, &storage, records);
 
     // Restart: sealed summaries loaded from their files, the open
     // segment's rebuilt by recovery; no summarizer has run.
     drop(log);
     let (log, recovery) = Log::open(storage.clone(), config()).unwrap();
     assert_eq!(recovery.records, records);
-    check_queries(&log.snapshot(), &storage);
+    check_queries(&log.snapshot(), &storage, records);
 }
 
 #[test]
 fn a_stale_or_torn_summary_file_is_rebuilt_at_recovery() {
     let storage = MemStorage::new();
-    let log = std::sync::Mutex::new(fill(&storage).0);
+    let (log, records) = fill(&storage);
+    let log = std::sync::Mutex::new(log);
     Summarizer::new().tick(&log).unwrap();
     drop(log);
     // Corrupt one summary and replace another with a wrong one.
@@ -250,5 +266,5 @@ fn a_stale_or_torn_summary_file_is_rebuilt_at_recovery() {
     let other = storage.file(&sums[10]).unwrap();
     storage.set_file(&sums[40], other);
     let (log, _) = Log::open(storage.clone(), config()).unwrap();
-    check_queries(&log.snapshot(), &storage);
+    check_queries(&log.snapshot(), &storage, records);
 }

@@ -625,7 +625,7 @@ impl<S: Storage> Log<S> {
             let committed = &bytes[..len as usize];
             let summary = if last {
                 // The open segment: its time summary, rebuilt.
-                let mut b = Builder::new(first);
+                let mut b = Builder::new(first, config.segment_bytes);
                 b.extend(committed);
                 b.partial()
             } else {
@@ -639,7 +639,6 @@ impl<S: Storage> Log<S> {
                             && s.end == end
                             && s.len == len
                             && s.records == found.records.len() as u64
-                            && s.keys.is_some()
                     });
                 match kept {
                     Some(s) => s,
@@ -897,7 +896,7 @@ impl<S: Storage> Log<S> {
     }
 
     /// What the [`Summarizer`] has to do: every segment whose summary is
-    /// missing, lags its committed length, or (sealed) has no keys yet.
+    /// missing, lags its committed length, or (sealed) is not final yet.
     fn summary_work(&self) -> Vec<Work> {
         let open = self.segments.len() - 1;
         self.segments
@@ -905,7 +904,7 @@ impl<S: Storage> Log<S> {
             .enumerate()
             .filter(|(i, s)| match &s.summary {
                 None => s.len > 0 || *i < open,
-                Some(sum) => sum.len < s.len || (*i < open && sum.keys.is_none()),
+                Some(sum) => sum.len < s.len || (*i < open && !sum.sealed),
             })
             .map(|(i, s)| Work {
                 name: s.name.clone(),
@@ -1010,15 +1009,19 @@ impl Summarizer {
     /// Reading a segment or writing a summary file failed.
     pub fn tick<S: Storage>(&mut self, log: &Mutex<Log<S>>) -> Result<usize, LogError> {
         let lock = || log.lock().unwrap_or_else(PoisonError::into_inner);
-        let (work, storage) = {
+        let (work, storage, segment_bytes) = {
             let l = lock();
-            (l.summary_work(), l.storage().clone())
+            (
+                l.summary_work(),
+                l.storage().clone(),
+                l.config().segment_bytes,
+            )
         };
         let mut sealed = 0;
         for w in work {
             let mut b = match self.open.take() {
                 Some((name, b)) if name == w.name => b,
-                _ => Builder::new(w.first),
+                _ => Builder::new(w.first, segment_bytes),
             };
             if b.len() < w.len {
                 match storage.read_at(&w.name, b.len(), w.len - b.len()) {

@@ -3,18 +3,21 @@
 //!
 //! A [`Summary`] covers the first `len` committed bytes of one segment:
 //! how many records, the range of their evidence timestamps, how many do
-//! not decode as evidence, and (once the segment is sealed) a Bloom filter
-//! of their keys: request id, tenant, plugin, gate, verdict and kind.
+//! not decode as evidence, and a Bloom filter of their keys: request id,
+//! tenant, plugin, gate, verdict and kind. The open segment's filter has a
+//! fixed size (one bit per 32 bytes of `segment_bytes`, so its false
+//! positives grow as it fills); a sealed segment's is sized to its keys
+//! (16 bits each).
 //!
 //! Summaries are built off the drain path, by a [`Summarizer`] that the
 //! daemon's maintenance thread ticks: it reads what was committed since its
 //! last tick (positional reads of the segment file, without the log's
-//! lock), and at each tick installs a time-only summary of the open
-//! segment; when a segment is sealed it finishes the Bloom filter, writes
+//! lock), and at each tick installs the open segment's summary so far;
+//! when a segment is sealed it sizes the Bloom filter to its keys, writes
 //! `<first index>.sum` next to the segment (atomically) and installs it.
 //! [`super::Log::open`] loads a sealed segment's `.sum` when it matches the
 //! segment, and otherwise rebuilds it from the bytes recovery read anyway;
-//! the open segment's time summary is rebuilt there too.
+//! the open segment's summary is rebuilt there too.
 //!
 //! A summary is only trusted for a segment whose committed length it
 //! covers: a query reads any segment whose summary lags.
@@ -28,6 +31,7 @@
 //! ```
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use odock_dataplane::evidence;
 
@@ -66,18 +70,26 @@ pub struct Bloom {
 }
 
 impl Bloom {
-    fn build(keys: &HashSet<u64>) -> Bloom {
-        let bits = (keys.len() * BITS_PER_KEY).max(512).next_power_of_two();
-        let mut b = Bloom {
+    fn empty(bits: usize) -> Bloom {
+        let bits = bits.max(512).next_power_of_two();
+        Bloom {
             hashes: HASHES,
             words: vec![0; bits / 64],
-        };
+        }
+    }
+
+    fn build(keys: &HashSet<u64>) -> Bloom {
+        let mut b = Bloom::empty(keys.len() * BITS_PER_KEY);
         for &k in keys {
-            for bit in b.bits(k) {
-                b.words[bit / 64] |= 1 << (bit % 64);
-            }
+            b.insert(k);
         }
         b
+    }
+
+    fn insert(&mut self, key: u64) {
+        for bit in self.bits(key) {
+            self.words[bit / 64] |= 1 << (bit % 64);
+        }
     }
 
     fn bits(&self, key: u64) -> impl Iterator<Item = usize> + use<> {
@@ -111,8 +123,10 @@ pub struct Summary {
     pub max_ts: u64,
     /// Records that do not decode as evidence.
     pub undecodable: u64,
-    /// The keys, once the segment is sealed (`None`: any key may be there).
-    pub keys: Option<Bloom>,
+    /// The keys (`None`: any key may be there).
+    pub keys: Option<Arc<Bloom>>,
+    /// Whether this is a sealed segment's final summary.
+    pub sealed: bool,
 }
 
 /// Builds a summary record by record.
@@ -120,11 +134,16 @@ pub struct Summary {
 pub struct Builder {
     summary: Summary,
     keys: HashSet<u64>,
+    /// The open segment's fixed-size filter, shared with the summary last
+    /// installed (copied on the next write while that one is in use).
+    open_keys: Arc<Bloom>,
 }
 
 impl Builder {
-    /// An empty builder for the segment starting at `first`.
-    pub fn new(first: u64) -> Builder {
+    /// An empty builder for the segment starting at `first`, in a log of
+    /// `segment_bytes` segments (which sizes the open segment's filter).
+    pub fn new(first: u64, segment_bytes: u64) -> Builder {
+        let bits = usize::try_from(segment_bytes / 32).unwrap_or(usize::MAX >> 8);
         Builder {
             summary: Summary {
                 first,
@@ -135,8 +154,10 @@ impl Builder {
                 max_ts: 0,
                 undecodable: 0,
                 keys: None,
+                sealed: false,
             },
             keys: HashSet::new(),
+            open_keys: Arc::new(Bloom::empty(bits.min(1 << 26))),
         }
     }
 
@@ -165,12 +186,19 @@ impl Builder {
                     self.summary.min_ts = self.summary.min_ts.min(ts);
                     self.summary.max_ts = self.summary.max_ts.max(ts);
                     let e = &rec.evidence;
-                    self.keys.insert(key_hash('r', e.request_id));
-                    self.keys.insert(key_hash('t', e.scope.tenant));
-                    self.keys.insert(key_hash('p', e.plugin));
-                    self.keys.insert(key_hash('g', &e.gate.to_string()));
-                    self.keys.insert(key_hash('v', &e.verdict.to_string()));
-                    self.keys.insert(key_hash('k', &e.kind.to_string()));
+                    let open = Arc::make_mut(&mut self.open_keys);
+                    for k in [
+                        key_hash('r', e.request_id),
+                        key_hash('t', e.scope.tenant),
+                        key_hash('p', e.plugin),
+                        key_hash('g', &e.gate.to_string()),
+                        key_hash('v', &e.verdict.to_string()),
+                        key_hash('k', &e.kind.to_string()),
+                    ] {
+                        if self.keys.insert(k) {
+                            open.insert(k);
+                        }
+                    }
                 }
                 Err(_) => self.summary.undecodable += 1,
             }
@@ -178,15 +206,19 @@ impl Builder {
         self.summary.len += bytes.len() as u64;
     }
 
-    /// The summary so far, without keys (for the open segment).
+    /// The summary so far, with the open segment's fixed-size filter.
     pub fn partial(&self) -> Summary {
-        self.summary.clone()
+        Summary {
+            keys: Some(Arc::clone(&self.open_keys)),
+            ..self.summary.clone()
+        }
     }
 
     /// The summary with its Bloom filter (for a sealed segment).
     pub fn finish(&self) -> Summary {
         Summary {
-            keys: Some(Bloom::build(&self.keys)),
+            keys: Some(Arc::new(Bloom::build(&self.keys))),
+            sealed: true,
             ..self.summary.clone()
         }
     }
@@ -195,7 +227,7 @@ impl Builder {
 impl Summary {
     /// Builds the summary of a whole sealed segment.
     pub fn of_sealed(first: u64, bytes: &[u8]) -> Summary {
-        let mut b = Builder::new(first);
+        let mut b = Builder::new(first, 0);
         b.extend(bytes);
         b.finish()
     }
@@ -244,9 +276,11 @@ impl Summary {
         if 72 + words * 8 != body || (hashes == 0) != (words == 0) {
             return None;
         }
-        let keys = (words > 0).then(|| Bloom {
-            hashes,
-            words: (0..words).map(|i| u64_at(b, 72 + i * 8)).collect(),
+        let keys = (words > 0).then(|| {
+            Arc::new(Bloom {
+                hashes,
+                words: (0..words).map(|i| u64_at(b, 72 + i * 8)).collect(),
+            })
         });
         Some(Summary {
             first: u64_at(b, 8),
@@ -257,6 +291,7 @@ impl Summary {
             max_ts: u64_at(b, 48),
             undecodable: u64_at(b, 56),
             keys,
+            sealed: true,
         })
     }
 
@@ -298,7 +333,8 @@ mod tests {
             min_ts: 10,
             max_ts: 20,
             undecodable: 1,
-            keys: Some(Bloom::build(&keys)),
+            keys: Some(Arc::new(Bloom::build(&keys))),
+            sealed: true,
         };
         let bytes = s.encode();
         assert_eq!(Summary::decode(&bytes), Some(s.clone()));
