@@ -4,11 +4,20 @@
 //! full scan answers; after a restart the summaries are loaded (sealed) or
 //! rebuilt (open) and do the same.
 
+mod control_support;
+
 use std::collections::BTreeSet;
 
 use odock_control::log::{Log, LogConfig, MemStorage, Origin, Snapshot, Storage, Summarizer};
 use odock_control::query::{Filter, render, run};
 use odock_dataplane::evidence::{self, Evidence, Gate, Kind, Scope, Stamp, Verdict};
+
+/// Runs a child role when this binary is re-executed as one (the daemon
+/// test's control and dataplane).
+#[test]
+fn role_child() {
+    control_support::maybe_run_role();
+}
 
 const T0: u64 = 1_700_000_000_000_000_000;
 const N: u64 = 3_000;
@@ -267,4 +276,98 @@ fn a_stale_or_torn_summary_file_is_rebuilt_at_recovery() {
     storage.set_file(&sums[40], other);
     let (log, _) = Log::open(storage.clone(), config()).unwrap();
     check_queries(&log.snapshot(), &storage, records);
+}
+
+mod daemon {
+    //! The same through a real control process: its maintenance thread
+    //! builds the summaries, and `GET /v1/status` counts what queries did.
+
+    use std::time::{Duration, Instant};
+
+    use super::control_support::Setup;
+    use odock_suite::watchdog;
+    use serde_json::Value;
+
+    fn lines(text: &str) -> Vec<Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_narrow_time_range_through_control_reads_few_of_many_segments() {
+        if std::env::var("ODOCK_TEST_ROLE").is_ok() {
+            return;
+        }
+        watchdog(Duration::from_secs(240), || {
+            let s = Setup::new();
+            let _control = s.control(None);
+            let c = s.client();
+            let mut dp = s.dataplane(Some(20_000));
+            dp.wait_line("done", Duration::from_secs(120));
+            let _ = dp.child.wait();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let all = loop {
+                let all = c
+                    .request("GET", "/v1/evidence?limit=18446744073709551615", None)
+                    .unwrap()
+                    .text();
+                let all = lines(&all);
+                if all.len() >= 20_000 {
+                    break all;
+                }
+                assert!(Instant::now() < deadline, "{} drained", all.len());
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let segments = c.request("GET", "/v1/status", None).unwrap().json()["log"]["segments"]
+                .as_u64()
+                .unwrap();
+            assert!(segments > 20, "{segments} segments");
+            let ts = |i: usize| all[i]["timestamp_ns"].as_u64().unwrap();
+            let (since, until) = (ts(10_000), ts(10_050));
+            let want: Vec<&Value> = all
+                .iter()
+                .filter(|v| {
+                    let t = v["timestamp_ns"].as_u64().unwrap();
+                    t >= since && t < until
+                })
+                .collect();
+            assert!(want.len() >= 50);
+            // The summaries are built every 100 ms: ask until the query
+            // opens few segments (a hang fails; nothing is timed).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let before =
+                    c.request("GET", "/v1/status", None).unwrap().json()["queries"].clone();
+                let got = c
+                    .request(
+                        "GET",
+                        &format!("/v1/evidence?since_ns={since}&until_ns={until}&limit=100000"),
+                        None,
+                    )
+                    .unwrap()
+                    .text();
+                let after = c.request("GET", "/v1/status", None).unwrap().json()["queries"].clone();
+                let got = lines(&got);
+                assert_eq!(got.iter().collect::<Vec<_>>(), want, "same as a full scan");
+                let read = after["segments_read"].as_u64().unwrap()
+                    - before["segments_read"].as_u64().unwrap();
+                let skipped = after["segments_skipped"].as_u64().unwrap()
+                    - before["segments_skipped"].as_u64().unwrap();
+                assert_eq!(read + skipped, segments, "every segment read or skipped");
+                if read <= 3 {
+                    eprintln!(
+                        "a {}-record time range: {read} of {segments} segments read",
+                        want.len()
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "still {read} of {segments} segments read"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+    }
 }
