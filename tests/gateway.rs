@@ -576,37 +576,42 @@ impl Env {
     /// Everything in the gateway's evidence rings so far (as control would
     /// drain them; no control runs here, so this is the only consumer).
     fn evidence(&self) -> Vec<Ev> {
-        let mut out = Vec::new();
-        let dir = self.run.path().join(EVIDENCE_DIR);
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "ring") {
-                continue;
-            }
-            let ring = Ring::attach(&path).unwrap();
-            let mut consumer = ring.consumer().unwrap();
-            while consumer
-                .drain(|bytes| {
-                    let r = evidence::decode(&bytes).expect("a record the gateway wrote");
-                    let e = r.evidence;
-                    out.push(Ev {
-                        kind: e.kind,
-                        gate: e.gate,
-                        verdict: e.verdict,
-                        status: e.status,
-                        request_id: e.request_id.to_owned(),
-                        plugin: e.plugin.to_owned(),
-                        reason: e.reason.to_owned(),
-                        detail: e.detail.to_owned(),
-                        payload_kind: e.payload.kind.to_owned(),
-                    });
-                })
-                .unwrap()
-                > 0
-            {}
-        }
-        out
+        evidence_in(self.run.path())
     }
+}
+
+/// Everything in the evidence rings of run directory `run`.
+fn evidence_in(run: &std::path::Path) -> Vec<Ev> {
+    let mut out = Vec::new();
+    let dir = run.join(EVIDENCE_DIR);
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "ring") {
+            continue;
+        }
+        let ring = Ring::attach(&path).unwrap();
+        let mut consumer = ring.consumer().unwrap();
+        while consumer
+            .drain(|bytes| {
+                let r = evidence::decode(&bytes).expect("a record the gateway wrote");
+                let e = r.evidence;
+                out.push(Ev {
+                    kind: e.kind,
+                    gate: e.gate,
+                    verdict: e.verdict,
+                    status: e.status,
+                    request_id: e.request_id.to_owned(),
+                    plugin: e.plugin.to_owned(),
+                    reason: e.reason.to_owned(),
+                    detail: e.detail.to_owned(),
+                    payload_kind: e.payload.kind.to_owned(),
+                });
+            })
+            .unwrap()
+            > 0
+        {}
+    }
+    out
 }
 
 fn no_plugins() -> PolicyFile {
@@ -2227,9 +2232,15 @@ fn a_new_policy_file_changes_the_chain_of_the_next_request() {
 
 #[test]
 fn shutdown_lets_a_stream_in_flight_finish() {
-    watchdog(LIMIT, || {
+    let auditor = probe("gw-shutdown-auditor");
+    watchdog(LIMIT, move || {
         let mut upstream = Scripted::start();
-        let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+        let p = policy(
+            1,
+            &[&auditor],
+            vec![bind(&auditor, COMPLETE, "evidence:audit.saw")],
+        );
+        let env = Env::start(&p, MockConfig::default(), |c| {
             c.upstream = format!("http://{}", upstream.addr);
         });
         let Env { gateway, mock, run } = env;
@@ -2237,6 +2248,7 @@ fn shutdown_lets_a_stream_in_flight_finish() {
         upstream.send(&chunk_event("Echo: "));
         let conn = open_chat(addr, Some(KEY), "one two", true, &[]);
         assert_eq!(conn.status, 200);
+        let id = conn.header("x-odock-request-id").unwrap().to_owned();
         let mut events = conn.events();
         assert_eq!(delta(&events.next_event().unwrap()), "Echo: ");
 
@@ -2258,6 +2270,14 @@ fn shutdown_lets_a_stream_in_flight_finish() {
         assert_eq!(texts, ["one ", "two"], "{rest:?}");
         assert!(is_done(rest.last().unwrap()), "{rest:?}");
         stopping.join().expect("shutdown");
+        // The complete pool ran what was submitted before it stopped; the
+        // evidence stays in the run directory for control.
+        let saw: Vec<String> = evidence_in(run.path())
+            .into_iter()
+            .filter(|e| e.plugin == "gw-shutdown-auditor" && e.payload_kind == "audit.saw")
+            .map(|e| e.request_id)
+            .collect();
+        assert_eq!(saw, [id]);
         drop((mock, run));
     });
 }
