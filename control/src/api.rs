@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::config::Access;
 use crate::drain::{DrainStats, RingHealth, SharedLog, lock};
 use crate::log::Storage;
-use crate::query::{Filter, run};
+use crate::query::{Filter, run_at};
 use crate::sink::SinkStatus;
 use crate::state::{ApiError, Binding, Change, PluginRequest, ScopeDef, inspect_plugin};
 use crate::store::{Actor, Role, Store};
@@ -581,6 +581,7 @@ fn evidence<S: Storage>(ctl: &Control<S>, f: Filter) -> Result<Reply, ApiError> 
     // Scan on the blocking pool; the body streams as lines come.
     tokio::task::spawn_blocking(move || {
         let mut next = f.from_index;
+        let mut at = None;
         let mut sent = 0usize;
         loop {
             let (snapshot, storage, committed) = {
@@ -589,7 +590,7 @@ fn evidence<S: Storage>(ctl: &Control<S>, f: Filter) -> Result<Reply, ApiError> 
             };
             let mut chunk = String::new();
             let mut closed = false;
-            let r = run(&snapshot, &storage, next, &f, |index, line| {
+            let r = run_at(&snapshot, &storage, at, next, &f, |index, line| {
                 next = index + 1;
                 chunk.push_str(&line);
                 sent += 1;
@@ -608,9 +609,11 @@ fn evidence<S: Storage>(ctl: &Control<S>, f: Filter) -> Result<Reply, ApiError> 
                     .segments_skipped
                     .fetch_add(report.segments_skipped, Ordering::Relaxed);
                 // Following: records that did not match need not be
-                // looked at again.
+                // looked at again, and the next pass reads only what is
+                // new in the open segment.
                 if !closed && sent < limit {
                     next = next.max(committed);
+                    at = snapshot.end().filter(|e| e.index == next);
                 }
             }
             if !chunk.is_empty() && tx.blocking_send(Bytes::from(chunk)).is_err() {

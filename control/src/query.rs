@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use odock_dataplane::evidence::{self, EvidenceRecord};
 use serde_json::Value;
 
-use crate::log::{Entry, LogError, ScanReport, Snapshot, Storage, Summary, key_hash};
+use crate::log::{Entry, LogError, Position, ScanReport, Snapshot, Storage, Summary, key_hash};
 use crate::sink::{gate_names, verdict_names};
 use crate::state::ApiError;
 
@@ -212,17 +212,33 @@ pub fn run<S: Storage>(
     storage: &S,
     from: u64,
     filter: &Filter,
+    f: impl FnMut(u64, String) -> bool,
+) -> Result<ScanReport, LogError> {
+    run_at(snapshot, storage, None, from, filter, f)
+}
+
+/// [`run`], starting at `at` (an earlier snapshot's end) when it is the
+/// position of `from`: the segment it names is read from there on.
+///
+/// # Errors
+/// Reading a segment failed.
+pub fn run_at<S: Storage>(
+    snapshot: &Snapshot,
+    storage: &S,
+    at: Option<Position>,
+    from: u64,
+    filter: &Filter,
     mut f: impl FnMut(u64, String) -> bool,
 ) -> Result<ScanReport, LogError> {
-    snapshot.scan_where(
-        storage,
-        from,
-        |s| filter.may_match(s),
-        |entry| match render(&entry, filter) {
-            Some(line) => f(entry.index, line),
-            None => true,
-        },
-    )
+    let may_match = |s: &Summary| filter.may_match(s);
+    let each = |entry: Entry| match render(&entry, filter) {
+        Some(line) => f(entry.index, line),
+        None => true,
+    };
+    match at.filter(|p| p.index == from) {
+        Some(p) => snapshot.scan_at(storage, p, may_match, each),
+        None => snapshot.scan_where(storage, from, may_match, each),
+    }
 }
 
 /// [`render`] with any predicate: `None` when the record decodes and

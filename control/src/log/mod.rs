@@ -413,6 +413,8 @@ pub struct SnapSegment {
     pub first: u64,
     /// Its committed bytes.
     pub len: u64,
+    /// The index after its last committed record.
+    pub end: u64,
     summary: Option<Arc<Summary>>,
 }
 
@@ -430,6 +432,18 @@ impl SnapSegment {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     segments: Vec<SnapSegment>,
+}
+
+/// A place in the log: the segment (by its first index), a byte offset in
+/// it where a record starts (or its end), and that record's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The segment's first index.
+    pub segment: u64,
+    /// Byte offset in the segment.
+    pub offset: u64,
+    /// The index of the record at that offset.
+    pub index: u64,
 }
 
 /// What a [`Snapshot::scan_where`] did.
@@ -472,6 +486,49 @@ impl Snapshot {
         storage: &S,
         from: u64,
         may_match: impl Fn(&Summary) -> bool,
+        f: impl FnMut(Entry) -> bool,
+    ) -> Result<ScanReport, LogError> {
+        self.scan_inner(storage, from, None, may_match, f)
+    }
+
+    /// [`Snapshot::scan_where`] from a [`Position`] an earlier snapshot's
+    /// [`Snapshot::end`] gave: the segment it names is read from its byte
+    /// offset on, not from its start (a follower or a sink polling the open
+    /// segment reads only what is new). A position this snapshot does not
+    /// hold (its segment was removed) falls back to its index.
+    ///
+    /// # Errors
+    /// As for [`Snapshot::scan`].
+    pub fn scan_at<S: Storage>(
+        &self,
+        storage: &S,
+        at: Position,
+        may_match: impl Fn(&Summary) -> bool,
+        f: impl FnMut(Entry) -> bool,
+    ) -> Result<ScanReport, LogError> {
+        let start = self
+            .segments
+            .iter()
+            .position(|s| s.first == at.segment && at.offset <= s.len && at.index >= s.first)
+            .map(|i| (i, at.offset));
+        self.scan_inner(storage, at.index, start, may_match, f)
+    }
+
+    /// Where this snapshot ends: the next record goes there.
+    pub fn end(&self) -> Option<Position> {
+        self.segments.last().map(|s| Position {
+            segment: s.first,
+            offset: s.len,
+            index: s.end,
+        })
+    }
+
+    fn scan_inner<S: Storage>(
+        &self,
+        storage: &S,
+        from: u64,
+        start: Option<(usize, u64)>,
+        may_match: impl Fn(&Summary) -> bool,
         mut f: impl FnMut(Entry) -> bool,
     ) -> Result<ScanReport, LogError> {
         let mut report = ScanReport::default();
@@ -480,6 +537,17 @@ impl Snapshot {
             if let Some(next) = self.segments.get(i + 1)
                 && next.first <= from
             {
+                continue;
+            }
+            // Where to read this segment from, and the index found there.
+            let (base, expect) = match start {
+                Some((at, _)) if i < at => continue,
+                Some((at, offset)) if i == at => (offset, from),
+                _ => (0, *first),
+            };
+            if *len == base {
+                // Nothing (new) committed in it.
+                report.segments_skipped += 1;
                 continue;
             }
             if *len == 0 {
@@ -494,17 +562,17 @@ impl Snapshot {
                 continue;
             }
             report.segments_read += 1;
-            let mut bytes = match storage.read_at(name, 0, *len) {
+            let mut bytes = match storage.read_at(name, base, len - base) {
                 Ok(b) => b,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_err("read", name)(e)),
             };
-            bytes.truncate(*len as usize);
-            let found = scan(&bytes, *first);
+            bytes.truncate((len - base) as usize);
+            let found = scan(&bytes, expect);
             for (offset, len, reason) in found.bad {
                 report.corrupt.push(CorruptSpan {
                     segment: name.clone(),
-                    offset: offset as u64,
+                    offset: base + offset as u64,
                     len: len as u64,
                     reason,
                 });
@@ -889,6 +957,7 @@ impl<S: Storage> Log<S> {
                     name: s.name.clone(),
                     first: s.first,
                     len: s.len,
+                    end: s.end,
                     summary: s.summary.clone(),
                 })
                 .collect(),

@@ -40,7 +40,7 @@ use odock_dataplane::evidence::{EvidenceRecord, Gate, Verdict};
 use odock_dataplane::runtime::control_link::write_atomic;
 
 use crate::drain::{SharedLog, lock};
-use crate::log::{Snapshot, Storage};
+use crate::log::{Entry, Position, Snapshot, Storage};
 use crate::query::render_if;
 
 pub use jsonl::JsonlSink;
@@ -259,6 +259,9 @@ pub struct Sink<S: Storage> {
     status: Arc<SinkStatus>,
     /// Sleep between looks at the log when there is nothing new.
     poll: Duration,
+    /// Where the last full pass ended (the cursor's place in its segment),
+    /// so the next pass reads only what is new.
+    at: Option<Position>,
 }
 
 impl<S: Storage> Sink<S> {
@@ -320,6 +323,7 @@ impl<S: Storage> Sink<S> {
             cursor_file,
             status,
             poll: Duration::from_millis(20),
+            at: None,
         })
     }
 
@@ -384,7 +388,8 @@ impl<S: Storage> Sink<S> {
         let mut error = None;
         let filter = self.config.filter.clone();
         let pass_undecodable = filter.is_empty();
-        let r = snapshot.scan(storage, start, |entry| {
+        let at = self.at.take().filter(|p| p.index == start);
+        let each = |entry: Entry| {
             next = entry.index + 1;
             match render_if(&entry, |r| filter.matches(r), pass_undecodable) {
                 Some(line) => {
@@ -404,12 +409,20 @@ impl<S: Storage> Sink<S> {
                 return false;
             }
             true
-        });
+        };
+        let r = match at {
+            Some(p) => snapshot.scan_at(storage, p, |_| true, each),
+            None => snapshot.scan_where(storage, start, |_| true, each),
+        };
         if let Some(e) = error {
             return Err(e);
         }
         r.map_err(|e| e.to_string())?;
         self.flush(&mut lines, batch_first, next, stop)?;
+        // A whole pass: the next one starts where this snapshot ends.
+        self.at = snapshot
+            .end()
+            .filter(|e| e.index == self.status.cursor.load(Ordering::Relaxed));
         Ok(next - start)
     }
 
