@@ -1833,6 +1833,23 @@ fn an_integration_the_gateway_has_no_url_for_takes_the_failure_path() {
         assert_eq!(answer.header("x-odock-blocked-by"), Some("approval"));
         assert_eq!(env.mock.stats().approvals_asked, 0);
         assert!(env.mock.requests().is_empty());
+        drop(env);
+
+        // An integration that answers with an error status fails the same
+        // way (the mock has no such route: 404).
+        let env = Env::start(&p, MockConfig::default(), |c| {
+            let nowhere = c.upstream.clone() + "/no-such-service";
+            c.integrations.insert("approvals".into(), nowhere);
+        });
+        let answer = chat(env.addr(), Some(KEY), "hello");
+        let e = openai_error(&answer, 502, "blocked");
+        assert_eq!(
+            e["message"],
+            "this request needs an approval, and the approval service is unavailable"
+        );
+        assert_eq!(env.mock.stats().not_found, 1, "the call was made");
+        assert_eq!(env.gateway.stats().paused, 1);
+        assert!(env.mock.requests().is_empty());
     });
 }
 
