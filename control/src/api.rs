@@ -172,18 +172,119 @@ pub async fn serve<S: Storage>(
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
-        // serde names unknown and missing fields in its message.
-        let field = msg
+        let at = byte_offset(body, e.line(), e.column());
+        let mut path = json_path_at(body, at);
+        // serde names unknown and missing fields in its message; the path
+        // says in which object.
+        let named = msg
             .split('`')
             .nth(1)
-            .filter(|_| msg.starts_with("unknown field") || msg.starts_with("missing field"))
-            .map(str::to_owned);
+            .filter(|_| msg.starts_with("unknown field") || msg.starts_with("missing field"));
+        let field = match named {
+            Some(name) => {
+                if path.last() == Some(&PathSeg::Key(name.to_owned())) {
+                    path.pop();
+                }
+                path.push(PathSeg::Key(name.to_owned()));
+                Some(path_text(&path))
+            }
+            // A value of the wrong type, or out of range: the path to it.
+            None if e.is_data() && !path.is_empty() => Some(path_text(&path)),
+            None => None,
+        };
         let status = 400;
         match field {
             Some(f) => ApiError::field(status, f, format!("invalid request body: {msg}")),
             None => ApiError::new(status, format!("invalid request body: {msg}")),
         }
     })
+}
+
+/// The byte offset of serde_json's (1-based) line and column in `text`.
+fn byte_offset(text: &[u8], line: usize, column: usize) -> usize {
+    let mut at = 0;
+    for _ in 1..line {
+        match text[at..].iter().position(|&b| b == b'\n') {
+            Some(nl) => at += nl + 1,
+            None => return text.len(),
+        }
+    }
+    (at + column).min(text.len())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+fn path_text(path: &[PathSeg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            PathSeg::Key(k) if out.is_empty() => out.push_str(k),
+            PathSeg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            PathSeg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+/// The JSON path of the value being read at byte `at` of `text` (the
+/// enclosing object's path when `at` falls between its members). A small
+/// tokenizer: strings (with escapes), objects, arrays and commas.
+fn json_path_at(text: &[u8], at: usize) -> Vec<PathSeg> {
+    enum Frame {
+        Obj(Option<String>),
+        Arr(usize),
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut i = 0;
+    let end = at.min(text.len());
+    while i < end {
+        match text[i] {
+            b'"' => {
+                let start = i + 1;
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                let s = String::from_utf8_lossy(&text[start..i.min(text.len())]).into_owned();
+                let mut j = i + 1;
+                while j < text.len() && text[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if j < end
+                    && text[j] == b':'
+                    && let Some(Frame::Obj(key)) = stack.last_mut()
+                {
+                    *key = Some(s);
+                }
+            }
+            b'{' => stack.push(Frame::Obj(None)),
+            b'[' => stack.push(Frame::Arr(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Arr(n)) => *n += 1,
+                Some(Frame::Obj(key)) => *key = None,
+                None => {}
+            },
+            _ => {}
+        }
+        i += 1;
+    }
+    stack
+        .into_iter()
+        .filter_map(|f| match f {
+            Frame::Obj(key) => key.map(PathSeg::Key),
+            Frame::Arr(n) => Some(PathSeg::Index(n)),
+        })
+        .collect()
 }
 
 fn route<S: Storage>(
@@ -900,6 +1001,51 @@ fn metrics<S: Storage>(ctl: &Control<S>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_errors_name_the_field_by_its_path() {
+        let field = |body: &str| {
+            parse::<Binding>(body.as_bytes())
+                .unwrap_err()
+                .field
+                .unwrap_or_default()
+        };
+        let ok = r#""name": "b", "plugin": "p""#;
+        assert_eq!(
+            field(&format!("{{{ok}, \"priority\": {{\"request\": \"x\"}}}}")),
+            "priority.request"
+        );
+        assert_eq!(
+            field(&format!("{{{ok}, \"priority\": {{\"requst\": 1}}}}")),
+            "priority.requst"
+        );
+        assert_eq!(
+            field(&format!(
+                "{{{ok}, \"priority\": {{}}, \"capabilities\": [\"a\", 7]}}"
+            )),
+            "capabilities[1]"
+        );
+        assert_eq!(
+            field(&format!(
+                "{{{ok}, \"priority\": {{}}, \"time_budget_ms\": -5}}"
+            )),
+            "time_budget_ms"
+        );
+        assert_eq!(
+            field(&format!(
+                "{{{ok},\n  \"enabled\": \"yes\",\n \"priority\": {{}}}}"
+            )),
+            "enabled"
+        );
+        assert_eq!(field(r#"{"name": "b", "priority": {}}"#), "plugin");
+        assert_eq!(field(r#"{"name": "b", "plugin": "p", "prio": {}}"#), "prio");
+        assert_eq!(
+            field(r#"{"name": "a\"b", "plugin": 5, "priority": {}}"#),
+            "plugin"
+        );
+        let e = parse::<Binding>(b"{\"name\": ").unwrap_err();
+        assert_eq!(e.field, None, "a syntax error has no field: {e}");
+    }
 
     #[test]
     fn every_route_is_found_and_others_are_404_or_405() {
