@@ -743,6 +743,8 @@ fn auth_refuses_missing_and_unknown_keys_and_admits_a_good_one() {
         let none = chat(addr, None, "hello");
         let e = openai_error(&none, 401, "invalid_api_key");
         assert_eq!(e["type"], "invalid_request_error");
+        // Refusals carry a request id too.
+        assert!(none.header("x-odock-request-id").is_some());
 
         let unknown = chat(addr, Some("sk-odock-nobody-999"), "hello");
         openai_error(&unknown, 401, "invalid_api_key");
@@ -794,6 +796,37 @@ fn auth_refuses_missing_and_unknown_keys_and_admits_a_good_one() {
         // Gate time is recorded once per exchange that passed the door.
         assert_eq!(stats.gate_overhead.count(), 7, "{stats:?}");
         assert_eq!(env.mock.stats().chat_completions, 7);
+    });
+}
+
+/// Headers the caller's `Connection` header names are that hop's: they do
+/// not travel upstream (RFC 9110 §7.6.1).
+#[test]
+fn headers_named_by_connection_stay_on_the_callers_hop() {
+    watchdog(LIMIT, || {
+        let env = Env::start(&no_plugins(), MockConfig::default(), |_| {});
+        let bearer = auth(KEY);
+        let answer = Conn::open(
+            env.addr(),
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("authorization", bearer.as_str()),
+                ("content-type", "application/json"),
+                ("connection", "keep-alive, X-Hop-Secret"),
+                ("x-hop-secret", "only-for-the-gateway"),
+                ("x-end-to-end", "travels"),
+            ],
+            chat_body("hello", false).as_bytes(),
+        )
+        .finish();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        let seen = env.last_upstream();
+        assert!(!seen.headers.contains_key("x-hop-secret"), "{seen:?}");
+        assert_eq!(
+            seen.headers.get("x-end-to-end").map(String::as_str),
+            Some("travels")
+        );
     });
 }
 
@@ -1013,6 +1046,36 @@ fn an_mcp_tool_call_block_is_a_json_rpc_error_for_the_calls_id() {
             mcp_before,
             "a blocked tool call reached the MCP server"
         );
+    });
+}
+
+/// A blocked MCP message with no id (a notification) has no call to answer
+/// with a JSON-RPC error: it is refused with the plugin's HTTP status.
+#[test]
+fn a_blocked_mcp_notification_is_refused_with_an_http_status() {
+    let guard = probe("gw-notify-guard");
+    watchdog(LIMIT, move || {
+        let p = policy(
+            1,
+            &[&guard],
+            vec![bind(&guard, REQUEST, "block:429:slow down")],
+        );
+        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let note = mcp(
+            env.addr(),
+            None,
+            &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        );
+        assert_eq!(note.status, 429, "{}", note.text());
+        let v = note.json();
+        assert_eq!(v["id"], Value::Null, "{v}");
+        assert_eq!(v["error"]["code"], -32003, "{v}");
+        assert_eq!(v["error"]["message"], "slow down", "{v}");
+        // A call with an id is still answered over 200, as its error.
+        let call = mcp(env.addr(), None, &tool_call(json!(5), "search", json!({})));
+        assert_eq!(call.status, 200, "{}", call.text());
+        assert_eq!(call.json()["id"], 5);
+        assert_eq!(env.mock.stats().mcp, 0, "nothing reached the MCP server");
     });
 }
 

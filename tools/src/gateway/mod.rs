@@ -31,8 +31,9 @@
 //! - A block: the plugin's status and user-visible reason, as an
 //!   OpenAI-style error (`type: "odock_policy"`, `code: "blocked"`), or for
 //!   MCP a JSON-RPC error (code `-32003`, with `data.status` and
-//!   `data.plugin`) answered with HTTP 200 so MCP clients read it; the
-//!   internal detail stays in evidence. Header `x-odock-blocked-by` names
+//!   `data.plugin`) answered with HTTP 200 so MCP clients read it (a
+//!   notification, which has no id to answer, gets the plugin's HTTP
+//!   status); the internal detail stays in evidence. Header `x-odock-blocked-by` names
 //!   the plugin.
 //! - A pause (an approval): latency. The gateway calls the integration the
 //!   plugin named (`[integrations]` maps names to URLs), with the plugin's
@@ -43,8 +44,8 @@
 //!   stream ends.
 //! - Headers the request gate set go upstream; headers the response gate
 //!   set (on a stream: at its first event) reach the caller.
-//! - Every answer carries `x-odock-request-id`, the id in every evidence
-//!   record of the exchange.
+//! - Every answer, refusals included, carries `x-odock-request-id`, the id
+//!   in every evidence record of the exchange.
 
 mod body;
 pub mod config;

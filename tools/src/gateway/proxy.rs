@@ -177,9 +177,26 @@ enum Route {
 }
 
 async fn handle(w: &Rc<Worker>, req: Request<Incoming>) -> Response<GateBody> {
+    if req.method() == Method::GET && req.uri().path() == "/healthz" {
+        return text(StatusCode::OK, "ok\n");
+    }
+    // Unique within the process (threads interleave: base + seq × threads +
+    // index); the base is the start time in ms × 2^20, so a restart's ids
+    // start above the last run's unless it served over a million requests
+    // a millisecond. Every answer carries it, refusals included.
+    let seq = w.next_id.get() + 1;
+    w.next_id.set(seq);
+    let request_id = w.shared.id_base + seq * w.shared.overhead.len() as u64 + w.index as u64;
+    let mut response = route(w, req, request_id).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
+        response.headers_mut().insert("x-odock-request-id", v);
+    }
+    response
+}
+
+async fn route(w: &Rc<Worker>, req: Request<Incoming>, request_id: u64) -> Response<GateBody> {
     let path = req.uri().path().to_owned();
     let route = match (req.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n"),
         (&Method::POST, "/mcp") => Route::Mcp,
         (&Method::GET | &Method::DELETE, "/mcp") => Route::Plain { mcp: true },
         (&Method::POST, p) if p.starts_with("/v1/") => Route::Llm,
@@ -205,21 +222,10 @@ async fn handle(w: &Rc<Worker>, req: Request<Incoming>) -> Response<GateBody> {
             None,
         );
     };
-    // Unique within the process (threads interleave: base + seq × threads +
-    // index); the base is the start time in ms × 2^20, so a restart's ids
-    // start above the last run's unless it served over a million requests
-    // a millisecond.
-    let seq = w.next_id.get() + 1;
-    w.next_id.set(seq);
-    let request_id = w.shared.id_base + seq * w.shared.overhead.len() as u64 + w.index as u64;
-    let mut response = match route {
+    match route {
         Route::Plain { mcp } => plain(w, req, mcp).await,
         Route::Llm | Route::Mcp => exchange(w, req, key, route, request_id).await,
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id.to_string()) {
-        response.headers_mut().insert("x-odock-request-id", v);
     }
-    response
 }
 
 fn authenticate<'k>(keys: &'k [VirtualKey], headers: &HeaderMap) -> Option<&'k VirtualKey> {
@@ -268,8 +274,17 @@ fn hop_by_hop(name: &[u8]) -> bool {
 type Owned = Vec<(Bytes, Bytes)>;
 
 fn owned_headers(map: &HeaderMap) -> Owned {
+    // Headers the `Connection` header names are this hop's too.
+    let named = |name: &str| {
+        map.get_all(hyper::header::CONNECTION).iter().any(|v| {
+            v.to_str()
+                .unwrap_or("")
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case(name))
+        })
+    };
     map.iter()
-        .filter(|(n, _)| !hop_by_hop(n.as_str().as_bytes()))
+        .filter(|(n, _)| !hop_by_hop(n.as_str().as_bytes()) && !named(n.as_str()))
         .map(|(n, v)| {
             (
                 Bytes::copy_from_slice(n.as_str().as_bytes()),
@@ -963,11 +978,14 @@ fn block_body(
         .unwrap_or(StatusCode::FORBIDDEN);
     let (http_status, body) = if mcp {
         // A JSON-RPC error for the message's id, over HTTP 200 so MCP
-        // clients read it as the call's error.
+        // clients read it as the call's error. A message with no id (a
+        // notification or a response) or a batch has no call to answer:
+        // the transport says to refuse it with an HTTP error status.
         let id = serde_json::from_slice::<serde_json::Value>(request)
             .ok()
-            .and_then(|v| v.get("id").cloned())
-            .unwrap_or(serde_json::Value::Null);
+            .and_then(|v| v.get("id").cloned());
+        let http = if id.is_some() { StatusCode::OK } else { status };
+        let id = id.unwrap_or(serde_json::Value::Null);
         let body = json!({
             "jsonrpc": "2.0",
             "id": id,
@@ -977,7 +995,7 @@ fn block_body(
                 "data": {"status": status.as_u16(), "plugin": plugin},
             },
         });
-        (StatusCode::OK, body)
+        (http, body)
     } else {
         (
             status,
