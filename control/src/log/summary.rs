@@ -25,12 +25,13 @@
 //! # File format (little-endian)
 //!
 //! ```text
-//! magic u32 "ODSS", version u32 = 1, first u64, end u64, len u64,
+//! magic u32 "ODSS", version u32 = 2, first u64, end u64, len u64,
 //! records u64, min_ts u64, max_ts u64, undecodable u64,
 //! hashes u32, words u32, bloom [u64; words], crc32c u32 (of all before)
 //! ```
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use odock_dataplane::evidence;
@@ -38,28 +39,61 @@ use odock_dataplane::evidence;
 use super::{HEADER_LEN, scan, u32_at, u64_at};
 
 const MAGIC: u32 = 0x5353_444f;
+/// The format version (2: the CRC32C-based key hash).
+const VERSION: u32 = 2;
 /// Bloom bits per distinct key (with 8 hashes: about 0.06 % false positives).
 const BITS_PER_KEY: usize = 16;
 const HASHES: u32 = 8;
 
 /// The keys a record is filed under: `r:` request id, `t:` tenant,
 /// `p:` plugin, `g:` gate, `v:` verdict, `k:` kind. The hash is part of
-/// the `.sum` format, so it is spelled out here (FNV-1a 64 over the field
-/// tag, a 0xff separator and the value, then the splitmix64 finalizer)
-/// rather than borrowed from a hasher whose output may change.
+/// the `.sum` format, so it is spelled out here rather than borrowed from a
+/// hasher whose output may change: CRC32C of the value (hardware-assisted),
+/// its length and the field's tag packed into 64 bits, then the splitmix64
+/// finalizer (so both halves are well mixed for the Bloom filter's double
+/// hashing).
 pub fn key_hash(field: char, value: &str) -> u64 {
-    let mut tag = [0u8; 4];
-    let tag = field.encode_utf8(&mut tag).as_bytes();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in tag.iter().chain(&[0xff]).chain(value.as_bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let crc = crc32c::crc32c(value.as_bytes());
+    let mut h = (u64::from(crc) << 32)
+        ^ ((value.len() as u64 & 0xff_ffff) << 8)
+        ^ u64::from(u32::from(field) & 0xff);
     h ^= h >> 30;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h ^= h >> 27;
     h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
+}
+
+/// Keys are already well-mixed 64-bit hashes ([`key_hash`]): a set of them
+/// needs no second hash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b) ^ (self.0 >> 56);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type KeySet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
+
+/// The hash of a coded field (gate, verdict, kind) by its name, without
+/// formatting one for the named codes.
+fn name_hash(field: char, name: Option<&'static str>, shown: impl FnOnce() -> String) -> u64 {
+    match name {
+        Some(n) => key_hash(field, n),
+        None => key_hash(field, &shown()),
+    }
 }
 
 /// A Bloom filter of key hashes.
@@ -78,7 +112,7 @@ impl Bloom {
         }
     }
 
-    fn build(keys: &HashSet<u64>) -> Bloom {
+    fn build(keys: &KeySet) -> Bloom {
         let mut b = Bloom::empty(keys.len() * BITS_PER_KEY);
         for &k in keys {
             b.insert(k);
@@ -133,7 +167,7 @@ pub struct Summary {
 #[derive(Debug, Clone)]
 pub struct Builder {
     summary: Summary,
-    keys: HashSet<u64>,
+    keys: KeySet,
     /// The open segment's fixed-size filter, shared with the summary last
     /// installed (copied on the next write while that one is in use).
     open_keys: Arc<Bloom>,
@@ -156,7 +190,7 @@ impl Builder {
                 keys: None,
                 sealed: false,
             },
-            keys: HashSet::new(),
+            keys: KeySet::default(),
             open_keys: Arc::new(Bloom::empty(bits.min(1 << 26))),
         }
     }
@@ -176,6 +210,9 @@ impl Builder {
     /// scan as records are covered but add nothing (readers skip them too).
     pub fn extend(&mut self, bytes: &[u8]) {
         let found = scan(bytes, self.summary.end);
+        // Tenant, plugin, gate, verdict and kind mostly repeat from one
+        // record to the next: hash them only when they change.
+        let mut prev: Option<(&str, &str, u8, u8, u16)> = None;
         for r in &found.records {
             let payload = &bytes[r.offset + HEADER_LEN..r.offset + r.total];
             self.summary.records += 1;
@@ -187,16 +224,29 @@ impl Builder {
                     self.summary.max_ts = self.summary.max_ts.max(ts);
                     let e = &rec.evidence;
                     let open = Arc::make_mut(&mut self.open_keys);
-                    for k in [
-                        key_hash('r', e.request_id),
-                        key_hash('t', e.scope.tenant),
-                        key_hash('p', e.plugin),
-                        key_hash('g', &e.gate.to_string()),
-                        key_hash('v', &e.verdict.to_string()),
-                        key_hash('k', &e.kind.to_string()),
-                    ] {
-                        if self.keys.insert(k) {
-                            open.insert(k);
+                    let rid = key_hash('r', e.request_id);
+                    if self.keys.insert(rid) {
+                        open.insert(rid);
+                    }
+                    let same = (
+                        e.scope.tenant,
+                        e.plugin,
+                        e.gate.code(),
+                        e.verdict.code(),
+                        e.kind.code(),
+                    );
+                    if prev != Some(same) {
+                        prev = Some(same);
+                        for k in [
+                            key_hash('t', e.scope.tenant),
+                            key_hash('p', e.plugin),
+                            name_hash('g', e.gate.name(), || e.gate.to_string()),
+                            name_hash('v', e.verdict.name(), || e.verdict.to_string()),
+                            name_hash('k', e.kind.name(), || e.kind.to_string()),
+                        ] {
+                            if self.keys.insert(k) {
+                                open.insert(k);
+                            }
                         }
                     }
                 }
@@ -240,7 +290,7 @@ impl Summary {
         };
         let mut out = Vec::with_capacity(72 + words.len() * 8 + 4);
         out.extend_from_slice(&MAGIC.to_le_bytes());
-        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&VERSION.to_le_bytes());
         for v in [
             self.first,
             self.end,
@@ -264,7 +314,7 @@ impl Summary {
 
     /// Reads a `.sum` file; `None` when it is not a valid one.
     pub fn decode(b: &[u8]) -> Option<Summary> {
-        if b.len() < 72 + 4 || u32_at(b, 0) != MAGIC || u32_at(b, 4) != 1 {
+        if b.len() < 72 + 4 || u32_at(b, 0) != MAGIC || u32_at(b, 4) != VERSION {
             return None;
         }
         let body = b.len() - 4;
@@ -321,7 +371,7 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip_and_bloom_has_every_key() {
-        let mut keys = HashSet::new();
+        let mut keys = KeySet::default();
         for i in 0..5000 {
             keys.insert(key_hash('r', &format!("req-{i}")));
         }
