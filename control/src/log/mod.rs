@@ -650,13 +650,26 @@ impl<S: Storage> Log<S> {
     /// # Errors
     /// Listing, reading, truncating or creating a segment failed.
     pub fn open(storage: S, config: LogConfig) -> Result<(Log<S>, Recovery), LogError> {
-        let mut names: Vec<(u64, String)> = storage
-            .list()
-            .map_err(io_err("list", ""))?
-            .into_iter()
-            .filter_map(|n| parse_segment_name(&n).map(|i| (i, n)))
+        let listed = storage.list().map_err(io_err("list", ""))?;
+        let mut names: Vec<(u64, String)> = listed
+            .iter()
+            .filter_map(|n| parse_segment_name(n).map(|i| (i, n.clone())))
             .collect();
         names.sort();
+        // Leftovers: a summary whose segment retention removed while it
+        // was being written, and temporary files of an interrupted atomic
+        // write. Removing them is tidying: a failure changes nothing.
+        for n in &listed {
+            let orphan_summary = n.strip_suffix(".sum").is_some_and(|stem| {
+                !names
+                    .iter()
+                    .any(|(_, seg)| seg.strip_suffix(".seg") == Some(stem))
+            });
+            let temporary = n.starts_with('.') && n.ends_with(".tmp");
+            if orphan_summary || temporary {
+                let _ = storage.remove(n);
+            }
+        }
         let mut recovery = Recovery {
             segments: names.len(),
             ..Recovery::default()

@@ -434,3 +434,31 @@ fn scan_at_an_earlier_end_reads_only_what_came_after() {
     let dir = tempfile::tempdir().unwrap();
     scan_at_round_trip(FileStorage::new(dir.path(), IoMode::Pwrite).unwrap());
 }
+
+#[test]
+fn open_removes_orphan_summaries_and_temporary_files() {
+    let storage = MemStorage::new();
+    let (mut log, _) = Log::open(storage.clone(), config()).unwrap();
+    for i in 0..40 {
+        log.append(origin(i), &payload(i)).unwrap();
+        log.commit().unwrap();
+    }
+    drop(log);
+    storage.set_file("00000000000000999999.sum", vec![1, 2, 3]);
+    storage.set_file(".00000000000000000000.sum.4242.tmp", vec![1]);
+    let (log, recovery) = Log::open(storage.clone(), config()).unwrap();
+    assert_eq!(recovery.records, 40);
+    let names = storage.list().unwrap();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("999999") || n.ends_with(".tmp")),
+        "{names:?}"
+    );
+    let sums = names.iter().filter(|n| n.ends_with(".sum")).count();
+    assert_eq!(
+        sums,
+        log.segment_count() - 1,
+        "one per sealed segment: {names:?}"
+    );
+}
