@@ -999,9 +999,13 @@ impl<S: Storage> Log<S> {
 
     /// Installs `summary` for segment `name` (if retention has not removed
     /// it meanwhile).
-    fn set_summary(&mut self, name: &str, summary: Summary) {
-        if let Some(seg) = self.segments.iter_mut().find(|s| s.name == name) {
-            seg.summary = Some(Arc::new(summary));
+    fn set_summary(&mut self, name: &str, summary: Summary) -> bool {
+        match self.segments.iter_mut().find(|s| s.name == name) {
+            Some(seg) => {
+                seg.summary = Some(Arc::new(summary));
+                true
+            }
+            None => false,
         }
     }
 
@@ -1114,14 +1118,22 @@ impl Summarizer {
             }
             if w.sealed {
                 let s = b.finish();
+                let sum_name = summary_name(&w.name);
                 storage
-                    .write_file(&summary_name(&w.name), &s.encode())
+                    .write_file(&sum_name, &s.encode())
                     .map_err(io_err("write the summary", &w.name))?;
-                lock().set_summary(&w.name, s);
-                sealed += 1;
+                let mut l = lock();
+                if l.set_summary(&w.name, s) {
+                    sealed += 1;
+                } else {
+                    // Retention removed the segment meanwhile (under the
+                    // lock we hold now, so it cannot come back).
+                    let _ = l.storage().remove(&sum_name);
+                }
             } else {
-                lock().set_summary(&w.name, b.partial());
-                self.open = Some((w.name, b));
+                if lock().set_summary(&w.name, b.partial()) {
+                    self.open = Some((w.name, b));
+                }
             }
         }
         Ok(sealed)
