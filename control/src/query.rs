@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use odock_dataplane::evidence::{self, EvidenceRecord};
-use serde_json::Value;
 
 use crate::log::{Entry, LogError, Position, ScanReport, Snapshot, Storage, Summary, key_hash};
 use crate::sink::{gate_names, verdict_names};
@@ -249,34 +248,47 @@ pub fn render_if(
     keep: impl FnOnce(&EvidenceRecord<'_>) -> bool,
     pass_undecodable: bool,
 ) -> Option<String> {
-    let mut v = match evidence::decode(&entry.payload) {
+    // The record's JSON object is written straight to the line (no
+    // intermediate `Value`), then the log's fields go before its `}`.
+    let mut out = Vec::with_capacity(entry.payload.len() * 2 + 96);
+    match evidence::decode(&entry.payload) {
         Ok(r) => {
             if !keep(&r) {
                 return None;
             }
-            serde_json::to_value(r).ok()?
+            serde_json::to_writer(&mut out, &r).ok()?;
         }
         Err(e) => {
             if !pass_undecodable {
                 return None;
             }
-            serde_json::json!({"kind": "undecodable", "error": e.to_string()})
+            serde_json::to_writer(
+                &mut out,
+                &serde_json::json!({"kind": "undecodable", "error": e.to_string()}),
+            )
+            .ok()?;
         }
-    };
-    if let Value::Object(m) = &mut v {
-        m.insert("log_index".into(), entry.index.into());
-        m.insert("stored_ns".into(), entry.stored_ns.into());
-        m.insert("ring".into(), entry.origin.ring.into());
-        m.insert("lane".into(), entry.origin.lane.into());
     }
-    let mut line = v.to_string();
-    line.push('\n');
-    Some(line)
+    if out.pop() != Some(b'}') {
+        return None;
+    }
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    use std::io::Write as _;
+    writeln!(
+        out,
+        "\"log_index\":{},\"stored_ns\":{},\"ring\":{},\"lane\":{}}}",
+        entry.index, entry.stored_ns, entry.origin.ring, entry.origin.lane
+    )
+    .ok()?;
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn parse_names_the_bad_parameter() {
@@ -301,5 +313,50 @@ mod tests {
             );
         }
         assert!(kind_names().contains(&"control_change"));
+    }
+
+    #[test]
+    fn a_line_is_the_record_and_its_place_in_the_log() {
+        use crate::log::Origin;
+        let e = evidence::Evidence {
+            request_id: "r\"1",
+            ..evidence::Evidence::new(evidence::Kind::Decision)
+        };
+        let stamp = evidence::Stamp {
+            sequence: 4,
+            timestamp_ns: 5,
+            worker: 6,
+        };
+        let mut payload = vec![0; evidence::encoded_len(&e)];
+        evidence::encode(&stamp, &e, &mut payload).unwrap();
+        let entry = Entry {
+            index: 7,
+            stored_ns: 8,
+            origin: Origin {
+                ring: 9,
+                lane: 1,
+                ring_seq: 0,
+            },
+            payload,
+        };
+        let line = render(&entry, &Filter::default()).unwrap();
+        assert!(line.ends_with("}\n") && line.lines().count() == 1, "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let mut want = serde_json::to_value(evidence::decode(&entry.payload).unwrap()).unwrap();
+        for (k, n) in [("log_index", 7), ("stored_ns", 8), ("ring", 9), ("lane", 1)] {
+            want[k] = n.into();
+        }
+        assert_eq!(v, want);
+        assert_eq!(v["request_id"], "r\"1");
+        let bad = Entry {
+            payload: b"junk".to_vec(),
+            ..entry
+        };
+        let v: Value = serde_json::from_str(&render(&bad, &Filter::default()).unwrap()).unwrap();
+        assert_eq!(
+            (v["kind"].as_str(), v["log_index"].as_u64()),
+            (Some("undecodable"), Some(7))
+        );
+        assert!(render(&bad, &Filter::parse("tenant=x").unwrap()).is_none());
     }
 }

@@ -1,4 +1,6 @@
-//! A JSON lines file (what a SIEM's file collector tails), rotated by size:
+//! A JSON lines file (what a SIEM's file collector tails), written at each
+//! delivery and synced at each checkpoint (and before a rotation), rotated
+//! by size:
 //! before a batch would take the file past `max_bytes`, `<path>` becomes
 //! `<path>.1`, `<path>.1` becomes `<path>.2`, ... up to `<path>.<keep>`,
 //! and the oldest goes.
@@ -71,6 +73,9 @@ impl JsonlSink {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
+        // What the cursor may move past must be durable in whichever file
+        // holds it.
+        self.file.sync_data()?;
         let _ = fs::remove_file(self.rotated(self.keep));
         for n in (1..self.keep).rev() {
             match fs::rename(self.rotated(n), self.rotated(n + 1)) {
@@ -100,11 +105,7 @@ impl Destination for JsonlSink {
         for l in lines {
             buf.extend_from_slice(l.as_bytes());
         }
-        let written = self
-            .file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data());
-        if let Err(e) = written {
+        if let Err(e) = self.file.write_all(&buf) {
             // What reached the file is unknown: cut back to the last whole
             // batch so a retry does not leave a torn line in the middle.
             let _ = self.file.set_len(self.len);
@@ -112,6 +113,12 @@ impl Destination for JsonlSink {
         }
         self.len += bytes as u64;
         Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        self.file
+            .sync_data()
+            .map_err(|e| format!("syncing {}: {e}", self.path.display()))
     }
 }
 

@@ -8,14 +8,16 @@
 //! # Delivery
 //!
 //! Each sink keeps a durable *cursor*: the log index of the first record it
-//! has not yet handed over, in `<storage>/sinks/<name>.cursor`, replaced
-//! atomically (write, fsync, rename, fsync of the directory) after each
-//! batch is delivered. A record is delivered when the destination took it
-//! (the JSON lines file was written and synced; the webhook answered 2xx).
-//! So a sink stopped at any point resumes at its cursor and loses nothing;
-//! a sink killed between a delivery and its cursor write delivers that
-//! batch again (at-least-once; each webhook post carries the log indexes so
-//! a receiver can drop repeats). A failed delivery is retried, the same
+//! has not yet handed over, in `<storage>/sinks/<name>.cursor`. A record is
+//! delivered when the destination took it (the JSON lines file has it; the
+//! webhook answered 2xx). At a *checkpoint* (at most every
+//! [`CHECKPOINT_INTERVAL`] while delivering, and when the sink stops) the
+//! destination is made durable (the JSON lines file is synced) and then the
+//! cursor file is replaced atomically (write, fsync, rename, fsync of the
+//! directory); so the file never claims more than is durable. A sink
+//! stopped cleanly resumes exactly at its cursor; one killed delivers the
+//! batches after its last checkpoint again (at-least-once; each webhook
+//! post carries the log indexes so a receiver can drop repeats). A failed delivery is retried, the same
 //! batch in the same order, after a backoff that doubles up to a cap, so a
 //! destination that is down catches up when it comes back. Records that
 //! retention removed before the sink reached them are counted as `lost`.
@@ -34,7 +36,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use odock_dataplane::evidence::{EvidenceRecord, Gate, Verdict};
 use odock_dataplane::runtime::control_link::write_atomic;
@@ -45,6 +47,10 @@ use crate::query::render_if;
 
 pub use jsonl::JsonlSink;
 pub use webhook::{Url, WebhookSink};
+
+/// How often, at most, a delivering sink syncs its destination and writes
+/// its cursor file.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A configured sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,12 +151,21 @@ impl SinkFilter {
 /// A destination: takes a batch of JSON lines, or says why not.
 pub trait Destination: Send {
     /// Delivers `lines` (each ending in `\n`), holding log indexes
-    /// `first..=last`. Returns once the destination has them durably.
+    /// `first..=last`.
     ///
     /// # Errors
     /// Why the destination did not take them; the same batch is offered
     /// again later.
     fn deliver(&mut self, lines: &[String], first: u64, last: u64) -> Result<(), String>;
+
+    /// Makes everything delivered so far durable (before the cursor moves
+    /// past it). Default: delivery already is.
+    ///
+    /// # Errors
+    /// Why not; the cursor then stays where it was.
+    fn sync(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A sink's counters, for `/metrics` and `GET /v1/status`.
@@ -168,7 +183,8 @@ pub struct SinkStatus {
     pub filtered: AtomicU64,
     /// Records retention removed before the sink reached them.
     pub lost: AtomicU64,
-    /// The durable cursor: the first log index not yet delivered.
+    /// The cursor: the first log index not yet delivered (or filtered
+    /// out); its file is at most [`CHECKPOINT_INTERVAL`] behind.
     pub cursor: AtomicU64,
     /// The last delivery error, if the last attempt failed.
     pub last_error: Mutex<Option<String>>,
@@ -262,6 +278,10 @@ pub struct Sink<S: Storage> {
     /// Where the last full pass ended (the cursor's place in its segment),
     /// so the next pass reads only what is new.
     at: Option<Position>,
+    /// The cursor in the file.
+    durable: u64,
+    /// When the cursor file was last written.
+    checkpointed: Instant,
 }
 
 impl<S: Storage> Sink<S> {
@@ -324,6 +344,8 @@ impl<S: Storage> Sink<S> {
             status,
             poll: Duration::from_millis(20),
             at: None,
+            durable: cursor,
+            checkpointed: Instant::now(),
         })
     }
 
@@ -345,6 +367,27 @@ impl<S: Storage> Sink<S> {
                 }
             }
         }
+        if let Err(e) = self.checkpoint(true) {
+            self.status.set_error(Some(e));
+        }
+    }
+
+    /// Syncs the destination and writes the cursor file, when the cursor
+    /// moved and `force` or [`CHECKPOINT_INTERVAL`] has passed.
+    ///
+    /// # Errors
+    /// The sync or the cursor write failed (the file keeps the old cursor).
+    pub fn checkpoint(&mut self, force: bool) -> Result<(), String> {
+        let cursor = self.status.cursor.load(Ordering::Relaxed);
+        if cursor == self.durable || !(force || self.checkpointed.elapsed() >= CHECKPOINT_INTERVAL)
+        {
+            return Ok(());
+        }
+        self.destination.sync()?;
+        self.save_cursor(cursor)?;
+        self.durable = cursor;
+        self.checkpointed = Instant::now();
+        Ok(())
     }
 
     /// One pass over the committed log from the cursor; returns how many
@@ -366,13 +409,17 @@ impl<S: Storage> Sink<S> {
         let start = self.status.cursor.load(Ordering::Relaxed);
         if first > start {
             self.status.lost.fetch_add(first - start, Ordering::Relaxed);
-            self.save_cursor(first)?;
+            self.status.cursor.store(first, Ordering::Relaxed);
+            self.checkpoint(true)?;
         }
         let start = self.status.cursor.load(Ordering::Relaxed);
         if start >= committed {
+            self.checkpoint(false)?;
             return Ok(0);
         }
-        self.pass(&snapshot, &storage, start, stop)
+        let passed = self.pass(&snapshot, &storage, start, stop)?;
+        self.checkpoint(false)?;
+        Ok(passed)
     }
 
     fn pass(
@@ -427,7 +474,7 @@ impl<S: Storage> Sink<S> {
     }
 
     /// Delivers `lines` (log indexes `first..end`), retrying with backoff,
-    /// then moves the cursor to `end`.
+    /// then moves the cursor to `end` (its file follows at a checkpoint).
     fn flush(
         &mut self,
         lines: &mut Vec<String>,
@@ -465,9 +512,9 @@ impl<S: Storage> Sink<S> {
             lines.clear();
         }
         if end > self.status.cursor.load(Ordering::Relaxed) {
-            self.save_cursor(end)?;
+            self.status.cursor.store(end, Ordering::Relaxed);
         }
-        Ok(())
+        self.checkpoint(false)
     }
 
     fn save_cursor(&self, cursor: u64) -> Result<(), String> {
@@ -477,9 +524,7 @@ impl<S: Storage> Sink<S> {
                 self.config.name,
                 self.cursor_file.display()
             )
-        })?;
-        self.status.cursor.store(cursor, Ordering::Relaxed);
-        Ok(())
+        })
     }
 }
 
@@ -557,6 +602,7 @@ mod tests {
         .unwrap();
         let stop = AtomicBool::new(false);
         assert_eq!(sink.round(&stop).unwrap(), 30);
+        sink.checkpoint(true).unwrap();
         let got = got.lock().unwrap();
         assert_eq!(got.len(), 10);
         assert!(got.iter().all(|l| l.contains("\"plugin\":\"dlp\"")));
