@@ -65,7 +65,38 @@ pub struct DemoReport {
     pub surprises: Vec<String>,
     /// Client-side round trip of each exchange.
     pub round_trip: Histogram,
+    /// The same-run baseline: one caller, a plain chat request alternately
+    /// through the gateway and straight to the mock upstream.
+    pub baseline: Option<Baseline>,
 }
+
+/// One caller's plain chat round trips, through the gateway (every plugin
+/// of the example policy on the way) and straight to the upstream,
+/// alternated so both see the same machine.
+#[derive(Debug, Clone, Default)]
+pub struct Baseline {
+    /// Round trips through the gateway, sorted.
+    pub gateway: Vec<Duration>,
+    /// Round trips through a second gateway of the same config with an
+    /// empty policy (the proxying alone), sorted.
+    pub empty: Vec<Duration>,
+    /// Round trips straight to the mock upstream, sorted.
+    pub direct: Vec<Duration>,
+}
+
+impl Baseline {
+    /// The `q` quantile (0 to 1) of sorted samples.
+    pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize).max(1);
+        sorted[rank - 1]
+    }
+}
+
+/// Pairs of plain requests in the baseline.
+const BASELINE_PAIRS: usize = 500;
 
 impl DemoReport {
     /// Requests per second.
@@ -133,7 +164,66 @@ pub fn run(stack: &Stack, seconds: u64, callers: usize, progress: bool) -> DemoR
     let mut r = report.lock().expect("the report").clone();
     r.elapsed = started.elapsed();
     r.requests = sent.load(Ordering::Relaxed);
+    r.baseline = baseline_run(&rt, stack);
     r
+}
+
+/// Starts a gateway like the stack's but with an empty policy (its own run
+/// directory, no control), and measures the baseline through both.
+fn baseline_run(rt: &tokio::runtime::Runtime, stack: &Stack) -> Option<Baseline> {
+    let run = std::env::temp_dir().join(format!("odock-demo-baseline-{}", std::process::id()));
+    let config = crate::gateway::GatewayConfig {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        run_dir: Some(run.clone()),
+        ..stack.gateway_config().clone()
+    };
+    let empty = crate::gateway::Gateway::start(config).ok()?;
+    let b = rt.block_on(baseline(
+        stack.gateway().addr(),
+        empty.addr(),
+        stack.mock().addr(),
+    ));
+    empty.shutdown();
+    let _ = std::fs::remove_dir_all(&run);
+    b
+}
+
+/// Plain chat round trips from one caller, alternately through the gateway
+/// and straight to the mock; `None` if any did not come back 200.
+async fn baseline(gateway: SocketAddr, empty: SocketAddr, mock: SocketAddr) -> Option<Baseline> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+    let body = chat("gpt-4o", "What is a ring buffer?", false);
+    let sent = AtomicU64::new(0);
+    let mut b = Baseline::default();
+    for i in 0..BASELINE_PAIRS * 3 {
+        let (target, into) = match i % 3 {
+            0 => (gateway, &mut b.gateway),
+            1 => (empty, &mut b.empty),
+            _ => (mock, &mut b.direct),
+        };
+        let started = Instant::now();
+        let a = post(
+            &client,
+            target,
+            "/v1/chat/completions",
+            KEYS[0].0,
+            &body,
+            None,
+            &sent,
+        )
+        .await
+        .ok()?;
+        if a.status != 200 {
+            return None;
+        }
+        into.push(started.elapsed());
+    }
+    b.gateway.sort_unstable();
+    b.empty.sort_unstable();
+    b.direct.sort_unstable();
+    Some(b)
 }
 
 fn draw(elapsed: Duration, total: Duration, sent: u64) {
@@ -492,5 +582,42 @@ pub fn summary(stack: &Stack, report: &DemoReport) -> String {
             q(&report.round_trip, 0.99)
         ),
     );
+    match &report.baseline {
+        Some(b) => {
+            let us = |d: Duration| d.as_nanos() as f64 / 1000.0;
+            let p = |v: &[Duration], q| us(Baseline::quantile(v, q));
+            line(
+                &mut out,
+                format!(
+                    "baseline, one caller, {} plain chat requests each, alternated: p50 / p99",
+                    b.gateway.len()
+                ),
+            );
+            for (what, v) in [
+                ("  through the gateway, example policy", &b.gateway),
+                ("  through a gateway, empty policy", &b.empty),
+                ("  straight to the upstream", &b.direct),
+            ] {
+                line(
+                    &mut out,
+                    format!("{what:<40} {:>7.0} µs {:>7.0} µs", p(v, 0.5), p(v, 0.99)),
+                );
+            }
+            line(
+                &mut out,
+                format!(
+                    "  the gateway's hop adds {:.0} µs at p50 ({:.2}x the upstream); the plugins {:.0} µs more ({:.2}x the empty policy)",
+                    p(&b.empty, 0.5) - p(&b.direct, 0.5),
+                    p(&b.empty, 0.5) / p(&b.direct, 0.5).max(1e-9),
+                    p(&b.gateway, 0.5) - p(&b.empty, 0.5),
+                    p(&b.gateway, 0.5) / p(&b.empty, 0.5).max(1e-9),
+                ),
+            );
+        }
+        None => line(
+            &mut out,
+            "baseline: not measured (a plain request did not come back 200)".to_owned(),
+        ),
+    }
     out
 }

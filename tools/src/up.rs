@@ -84,6 +84,7 @@ pub struct Stack {
     storage_dir: PathBuf,
     data_dir: PathBuf,
     policy_version: u64,
+    gateway_config: GatewayConfig,
 }
 
 /// What is left once the stack stopped.
@@ -156,6 +157,7 @@ impl Stack {
             storage_dir,
             data_dir,
             policy_version: 0,
+            gateway_config: GatewayConfig::default(),
         };
         stack.wait_for_control(Duration::from_secs(20), &log_path)?;
 
@@ -195,6 +197,7 @@ impl Stack {
                 .collect(),
             ..GatewayConfig::default()
         };
+        stack.gateway_config = gw_config.clone();
         let gateway = Gateway::start(gw_config).map_err(|e| fail(format!("the gateway: {e}")))?;
         if !gateway.wait_for_policy(stack.policy_version, Duration::from_secs(10)) {
             let status = gateway.control_link().status();
@@ -212,6 +215,11 @@ impl Stack {
     /// The gateway.
     pub fn gateway(&self) -> &Gateway {
         self.gateway.as_ref().expect("running")
+    }
+
+    /// The gateway's configuration.
+    pub fn gateway_config(&self) -> &GatewayConfig {
+        &self.gateway_config
     }
 
     /// The mock upstream.
