@@ -165,6 +165,16 @@ fn demo_ends_with_its_summary() {
         stdout.contains("gate overhead per exchange: p50"),
         "{stdout}"
     );
+    for baseline in [
+        "through the gateway, example policy",
+        "through a gateway, empty policy",
+        "straight to the upstream",
+    ] {
+        assert!(
+            stdout.contains(baseline),
+            "no baseline row {baseline:?}: {stdout}"
+        );
+    }
     assert!(stdout.contains("records in the durable log at"), "{stdout}");
     assert!(stderr.contains("requests"), "the progress line: {stderr}");
 }
