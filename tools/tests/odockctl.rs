@@ -146,6 +146,59 @@ fn odockctl_drives_control() {
     let rec: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(rec["attrs"]["action"], "scope.add");
 
+    // Show and replace one scope.
+    let o = ctl(
+        &s,
+        &[
+            "scopes",
+            "replace",
+            "acme",
+            "--tenant",
+            "acme",
+            "--environment",
+            "prod",
+        ],
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "scope.replace scope/acme: state version 2");
+    let o = ctl(&s, &["scopes", "show", "acme"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let shown = out(&o);
+    assert!(shown.contains("name             acme"), "{shown}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("environment") && l.ends_with("prod")),
+        "{shown}"
+    );
+    let o = ctl(&s, &["--json", "scopes", "show", "acme"]);
+    let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["environment"], "prod", "{v}");
+    let o = ctl(&s, &["scopes", "show", "nobody"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    // Evidence export: every record as JSON lines, the same as a query.
+    let o = ctl(&s, &["evidence", "export", "--kind", "control_change"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let actions: Vec<String> = out(&o)
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            r["attrs"]["action"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(actions, ["scope.add", "scope.replace"]);
+
+    // Sinks: none configured here, and the table says so.
+    let o = ctl(&s, &["sinks"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let sinks = out(&o);
+    assert!(sinks.starts_with("NAME"), "{sinks}");
+    assert_eq!(sinks.lines().nth(1), Some("(none)"), "{sinks}");
+    let o = ctl(&s, &["--json", "sinks"]);
+    let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+    assert_eq!(v["sinks"], serde_json::json!([]), "{v}");
+
     let o = ctl(&s, &["stats"]);
     assert!(
         out(&o).contains("odock_control_state_version"),
