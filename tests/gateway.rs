@@ -2092,25 +2092,34 @@ fn unknown_routes_are_404_and_the_model_list_passes_authenticated() {
 // ---------------------------------------------------------------------------
 // 8. The complete gate
 
+/// An auditor on the complete gate for every exchange, and a blocker at the
+/// request gate for the `vk-denycorp` key.
+fn audited_and_denied(auditor: &PluginSource, blocker: &PluginSource) -> PolicyFile {
+    policy(
+        1,
+        &[auditor, blocker],
+        vec![
+            bind(auditor, COMPLETE, "evidence:audit.saw"),
+            scoped(
+                bind(blocker, REQUEST, "block:403:this key is suspended"),
+                ScopeEntry {
+                    virtual_key: Some("vk-denycorp".into()),
+                    ..ScopeEntry::default()
+                },
+            ),
+        ],
+    )
+}
+
 #[test]
 fn the_complete_gate_runs_after_each_exchange_blocked_ones_included() {
     let (auditor, blocker) = (probe("gw-auditor"), probe("gw-vk-blocker"));
     watchdog(LIMIT, move || {
-        let p = policy(
-            1,
-            &[&auditor, &blocker],
-            vec![
-                bind(&auditor, COMPLETE, "evidence:audit.saw"),
-                scoped(
-                    bind(&blocker, REQUEST, "block:403:this key is suspended"),
-                    ScopeEntry {
-                        virtual_key: Some("vk-denycorp".into()),
-                        ..ScopeEntry::default()
-                    },
-                ),
-            ],
+        let env = Env::start(
+            &audited_and_denied(&auditor, &blocker),
+            MockConfig::default(),
+            |_| {},
         );
-        let env = Env::start(&p, MockConfig::default(), |_| {});
         let rt = env.gateway.runtime();
         let completes = || rt.counter("gw-auditor", Gate::Complete, Counter::Calls);
         assert_eq!(completes(), 0);
@@ -2161,21 +2170,11 @@ fn the_complete_gate_runs_after_each_exchange_blocked_ones_included() {
 fn exchanges_on_a_kept_alive_connection_each_end_and_complete() {
     let (auditor, blocker) = (probe("gw-ka-auditor"), probe("gw-ka-blocker"));
     watchdog(LIMIT, move || {
-        let p = policy(
-            1,
-            &[&auditor, &blocker],
-            vec![
-                bind(&auditor, COMPLETE, "evidence:audit.saw"),
-                scoped(
-                    bind(&blocker, REQUEST, "block:403:this key is suspended"),
-                    ScopeEntry {
-                        virtual_key: Some("vk-denycorp".into()),
-                        ..ScopeEntry::default()
-                    },
-                ),
-            ],
+        let env = Env::start(
+            &audited_and_denied(&auditor, &blocker),
+            MockConfig::default(),
+            |_| {},
         );
-        let env = Env::start(&p, MockConfig::default(), |_| {});
         let stream = TcpStream::connect(env.addr()).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
