@@ -407,8 +407,9 @@ impl Stack {
     }
 
     /// Stops the gateway (its open exchanges finish, the complete pool runs
-    /// what it was given), lets control drain every evidence ring, then
-    /// stops control with SIGTERM and the mock upstream.
+    /// what it was given), waits (at most 10 s) until control has attached
+    /// and drained every evidence ring the gateway wrote, then stops control
+    /// with SIGTERM and the mock upstream.
     ///
     /// # Errors
     /// [`UpError`] when control cannot be reached or does not stop.
@@ -417,34 +418,25 @@ impl Stack {
     }
 
     fn stop_inner(&mut self) -> Result<Stopped, UpError> {
-        if let Some(g) = self.gateway.take() {
-            g.shutdown();
+        // Stop the traffic, keep the gateway's link to control (its status
+        // file names its evidence rings) until control has drained them.
+        if let Some(g) = self.gateway.as_mut() {
+            g.stop_traffic();
         }
-        // Control drains what the gateway left in its rings.
+        let pid = std::process::id();
         let client = Client::new(&self.socket).timeout(Some(Duration::from_secs(2)));
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut drained = false;
-        while Instant::now() < deadline && self.control.is_some() {
+        let mut drained = self.gateway.is_none();
+        while !drained && Instant::now() < deadline && self.control.is_some() {
             match client.request("GET", "/v1/dataplanes", None) {
-                Ok(a) if a.status == 200 => {
-                    let backlog: u64 = a
-                        .json()
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|d| d["rings"].as_array().cloned().unwrap_or_default())
-                        .flat_map(|r| r["lanes"].as_array().cloned().unwrap_or_default())
-                        .map(|l| l["backlog_bytes"].as_u64().unwrap_or(0))
-                        .sum();
-                    if backlog == 0 {
-                        drained = true;
-                        break;
-                    }
-                }
+                Ok(a) if a.status == 200 => drained = all_drained(&a.json(), pid),
                 _ => break,
             }
-            std::thread::sleep(Duration::from_millis(20));
+            if !drained {
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
+        drop(self.gateway.take());
         let records = client
             .request("GET", "/v1/status", None)
             .ok()
@@ -507,6 +499,27 @@ pub fn wait_for_termination() {
             _ = term.recv() => {}
         }
     });
+}
+
+/// Whether control lists dataplane `pid` with every ring its status file
+/// names attached (`workers` of them) and no bytes waiting in any lane: the
+/// drainer releases ring space only once the records are durable.
+fn all_drained(dataplanes: &Value, pid: u32) -> bool {
+    let Some(d) = dataplanes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["pid"].as_u64() == Some(u64::from(pid)))
+    else {
+        return false;
+    };
+    let rings = d["rings"].as_array().cloned().unwrap_or_default();
+    let attached = rings.len() as u64 == d["workers"].as_u64().unwrap_or(u64::MAX);
+    attached
+        && rings
+            .iter()
+            .flat_map(|r| r["lanes"].as_array().cloned().unwrap_or_default())
+            .all(|l| l["backlog_bytes"].as_u64() == Some(0))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, UpError> {

@@ -299,6 +299,14 @@ impl Gateway {
         self.stop_all();
     }
 
+    /// Stops the traffic as [`Gateway::shutdown`] does, but keeps the link
+    /// to control: its status file keeps naming the evidence rings, so a
+    /// caller can wait for control to drain them before dropping the
+    /// gateway (which removes the status file).
+    pub fn stop_traffic(&mut self) {
+        self.stop_all();
+    }
+
     fn stop_all(&mut self) {
         let _ = self.stop.send(true);
         for t in self.threads.drain(..) {
