@@ -563,23 +563,32 @@ pub fn summary(stack: &Stack, report: &DemoReport) -> String {
         }
     }
     let stats = stack.gateway().stats();
-    let q = |h: &Histogram, p| h.quantile(p).map_or(0.0, |d| d.as_nanos() as f64 / 1000.0);
+    // The runtime's histograms have buckets 25 % wide: say which bucket.
+    let range = |h: &Histogram, p| {
+        h.quantile_bounds(p).map_or("-".to_owned(), |(lo, hi)| {
+            format!(
+                "{:.1}-{:.1} µs",
+                lo.as_nanos() as f64 / 1000.0,
+                hi.as_nanos() as f64 / 1000.0
+            )
+        })
+    };
     line(&mut out, String::new());
     line(
         &mut out,
         format!(
-            "gate overhead per exchange: p50 {:.1} µs, p99 {:.1} µs ({} exchanges; upstream and approval waits excluded)",
-            q(&stats.gate_overhead, 0.5),
-            q(&stats.gate_overhead, 0.99),
+            "gate overhead per exchange: p50 {}, p99 {} ({} exchanges; upstream and approval waits excluded)",
+            range(&stats.gate_overhead, 0.5),
+            range(&stats.gate_overhead, 0.99),
             stats.gate_overhead.count()
         ),
     );
     line(
         &mut out,
         format!(
-            "round trip seen by callers: p50 {:.0} µs, p99 {:.0} µs",
-            q(&report.round_trip, 0.5),
-            q(&report.round_trip, 0.99)
+            "round trip seen by callers: p50 {}, p99 {}",
+            range(&report.round_trip, 0.5),
+            range(&report.round_trip, 0.99)
         ),
     );
     match &report.baseline {

@@ -209,6 +209,19 @@ impl Histogram {
         None
     }
 
+    /// The bucket the `q` quantile falls in, as (floor, ceiling): the
+    /// quantile lies in `[floor, ceiling)`. `None` when empty.
+    pub fn quantile_bounds(&self, q: f64) -> Option<(Duration, Duration)> {
+        let floor = self.quantile(q)?;
+        let b = bucket(floor.as_nanos() as u64);
+        let ceiling = if b + 1 < BUCKETS {
+            bucket_floor(b + 1)
+        } else {
+            u64::MAX
+        };
+        Some((floor, Duration::from_nanos(ceiling)))
+    }
+
     /// Non-empty buckets as (floor in ns, count), for export.
     pub fn buckets(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.buckets
@@ -277,5 +290,13 @@ mod tests {
         both.merge(&from_worker);
         assert_eq!(both.count(), 100);
         assert_eq!(both.quantile(0.5), own.quantile(0.5));
+        let (lo, hi) = own.quantile_bounds(0.5).unwrap();
+        let median = Duration::from_nanos(25 * 700);
+        assert!(lo <= median && median < hi, "{lo:?}..{hi:?}");
+        assert!(
+            hi.as_nanos() * 4 <= lo.as_nanos() * 5 + 4,
+            "a bucket is at most 25 % wide"
+        );
+        assert_eq!(Histogram::default().quantile_bounds(0.5), None);
     }
 }
