@@ -134,7 +134,7 @@ fn demo(stack: Stack, seconds: u64, callers: usize) -> ExitCode {
         stack.gateway().addr()
     );
     let report = odock_tools::demo::run(&stack, seconds, callers, true);
-    let summary = odock_tools::demo::summary(&stack, &report);
+    let summary = odock_tools::demo::summary(&report);
     print!("\n{summary}");
     let unexpected = report.unexpected();
     if unexpected > 0 {
