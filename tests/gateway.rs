@@ -530,6 +530,13 @@ impl Env {
         env
     }
 
+    /// A gateway whose policy binds `plugin` alone, at `priority`, with
+    /// `config`, in front of the default mock.
+    fn with_one(plugin: &PluginSource, priority: GatePriorities, config: &str) -> Env {
+        let p = policy(1, &[plugin], vec![bind(plugin, priority, config)]);
+        Env::start(&p, MockConfig::default(), |_| {})
+    }
+
     fn addr(&self) -> SocketAddr {
         self.gateway.addr()
     }
@@ -837,16 +844,11 @@ fn headers_named_by_connection_stay_on_the_callers_hop() {
 fn a_request_gate_block_answers_with_the_plugins_status_and_reason_only() {
     let blocker = probe("gw-blocker");
     watchdog(LIMIT, move || {
-        let p = policy(
-            1,
-            &[&blocker],
-            vec![bind(
-                &blocker,
-                REQUEST,
-                "header:x-first=1;block:451:this request breaks the acme policy",
-            )],
+        let env = Env::with_one(
+            &blocker,
+            REQUEST,
+            "header:x-first=1;block:451:this request breaks the acme policy",
         );
-        let env = Env::start(&p, MockConfig::default(), |_| {});
         let mut ids = Vec::new();
         for stream in [false, true] {
             let answer = open_chat(env.addr(), Some(KEY), "hello", stream, &[]).finish();
@@ -1055,12 +1057,7 @@ fn an_mcp_tool_call_block_is_a_json_rpc_error_for_the_calls_id() {
 fn a_blocked_mcp_notification_is_refused_with_an_http_status() {
     let guard = probe("gw-notify-guard");
     watchdog(LIMIT, move || {
-        let p = policy(
-            1,
-            &[&guard],
-            vec![bind(&guard, REQUEST, "block:429:slow down")],
-        );
-        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let env = Env::with_one(&guard, REQUEST, "block:429:slow down");
         let note = mcp(
             env.addr(),
             None,
@@ -1291,8 +1288,7 @@ fn gate_headers_travel_and_the_callers_key_never_leaves_the_gateway() {
 fn a_request_gate_rewrite_is_what_the_upstream_gets() {
     let dlp = probe("gw-request-redact");
     watchdog(LIMIT, move || {
-        let p = policy(1, &[&dlp], vec![bind(&dlp, REQUEST, "redact:hunter2")]);
-        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let env = Env::with_one(&dlp, REQUEST, "redact:hunter2");
         let answer = chat(env.addr(), Some(KEY), "my password is hunter2");
         assert_eq!(answer.status, 200, "{}", answer.text());
         // The mock echoes what it got.
@@ -1316,8 +1312,7 @@ fn a_request_gate_rewrite_is_what_the_upstream_gets() {
 fn the_callers_accept_encoding_does_not_reach_the_upstream() {
     let dlp = chunk_probe("gw-encoding-redact");
     watchdog(LIMIT, move || {
-        let p = policy(1, &[&dlp], vec![bind(&dlp, RESPONSE, "redact:secret")]);
-        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let env = Env::with_one(&dlp, RESPONSE, "redact:secret");
         for stream in [false, true] {
             let answer = open_chat(
                 env.addr(),
@@ -1497,8 +1492,7 @@ fn concurrent_streams_keep_to_their_own_events() {
 fn a_response_gate_redaction_shows_in_the_streamed_events() {
     let dlp = chunk_probe("gw-chunk-redact");
     watchdog(LIMIT, move || {
-        let p = policy(1, &[&dlp], vec![bind(&dlp, RESPONSE, "redact:secret")]);
-        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let env = Env::with_one(&dlp, RESPONSE, "redact:secret");
         let conn = open_chat(env.addr(), Some(KEY), "tell me the secret plan", true, &[]);
         assert_eq!(conn.status, 200);
         let events = conn.events().rest();
@@ -1609,16 +1603,7 @@ fn events_joined_or_split_by_the_network_are_gated_whole() {
 fn a_response_gate_block_of_a_whole_answer_is_the_callers_error() {
     let judge = probe("gw-answer-judge");
     watchdog(LIMIT, move || {
-        let p = policy(
-            1,
-            &[&judge],
-            vec![bind(
-                &judge,
-                RESPONSE,
-                "block:502:the answer broke a policy",
-            )],
-        );
-        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let env = Env::with_one(&judge, RESPONSE, "block:502:the answer broke a policy");
         let answer = chat(env.addr(), Some(KEY), "hello");
         let e = openai_error(&answer, 502, "blocked");
         assert_eq!(e["type"], "odock_policy");
@@ -1636,12 +1621,7 @@ fn a_response_gate_block_of_a_whole_answer_is_the_callers_error() {
 fn a_block_at_the_first_event_is_the_streams_only_event() {
     let guard = chunk_probe("gw-chunk-block");
     watchdog(LIMIT, move || {
-        let p = policy(
-            1,
-            &[&guard],
-            vec![bind(&guard, RESPONSE, "block:451:no streams today")],
-        );
-        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let env = Env::with_one(&guard, RESPONSE, "block:451:no streams today");
         let conn = open_chat(env.addr(), Some(KEY), "one two three", true, &[]);
         assert_eq!(conn.status, 200);
         let events = conn.events().rest();
@@ -1663,8 +1643,7 @@ const APPROVAL_CONFIG: &str =
 fn a_pause_calls_the_integration_and_resumes_with_its_answer() {
     let ap = approval();
     watchdog(LIMIT, move || {
-        let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, APPROVAL_CONFIG)]);
-        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let env = Env::with_one(&ap, REQUEST, APPROVAL_CONFIG);
         let addr = env.addr();
 
         // Approved: the request goes on, marked.
@@ -1796,8 +1775,7 @@ fn an_mcp_tool_call_waits_for_its_approval() {
     watchdog(LIMIT, move || {
         let config =
             r#"{"tools":["delete_repo"],"timeout_ms":5000,"on_timeout":"deny","on_error":"deny"}"#;
-        let p = policy(1, &[&ap], vec![bind(&ap, REQUEST, config)]);
-        let env = Env::start(&p, MockConfig::default(), |_| {});
+        let env = Env::with_one(&ap, REQUEST, config);
         let addr = env.addr();
 
         let session = mcp_session(addr, KEY);

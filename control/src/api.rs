@@ -8,6 +8,7 @@
 //! the log), one request at a time per state change (the store is behind a
 //! mutex, so changes are serialized and each sees the last).
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -115,6 +116,41 @@ enum Reply {
 
 fn json_reply(status: u16, v: impl serde::Serialize) -> Reply {
     Reply::Json(status, serde_json::to_value(v).unwrap_or(Value::Null))
+}
+
+/// The state store, locked.
+fn locked<S: Storage>(ctl: &Control<S>) -> std::sync::MutexGuard<'_, Store<S>> {
+    ctl.store.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every resource of a kind, as a JSON array.
+fn list<T: serde::Serialize>(resources: &BTreeMap<String, T>) -> Reply {
+    json_reply(200, resources.values().collect::<Vec<_>>())
+}
+
+/// One resource by name, or 404 naming it.
+fn one<T: serde::Serialize>(
+    resources: &BTreeMap<String, T>,
+    name: &str,
+    noun: &str,
+) -> Result<Reply, ApiError> {
+    resources
+        .get(name)
+        .map(|r| json_reply(200, r))
+        .ok_or_else(|| ApiError::new(404, format!("no {noun} {name:?}")))
+}
+
+/// A replacing body must name the resource its path names.
+fn same_name(in_body: &str, in_path: &str) -> Result<(), ApiError> {
+    if in_body == in_path {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            422,
+            "name",
+            "differs from the name in the path",
+        ))
+    }
 }
 
 fn err_reply(e: ApiError) -> Reply {
@@ -324,87 +360,36 @@ fn route<S: Storage>(
             return Reply::Text(200, "text/plain; version=0.0.4", metrics(ctl));
         }
         Op::Status => Ok(status(ctl, &actor)),
-        Op::ListPlugins => {
-            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
-            Ok(json_reply(
-                200,
-                s.state().plugins.values().collect::<Vec<_>>(),
-            ))
-        }
-        Op::GetPlugin => {
-            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
-            s.state()
-                .plugins
-                .get(name)
-                .map(|p| json_reply(200, p))
-                .ok_or_else(|| ApiError::new(404, format!("no plugin {name:?}")))
-        }
+        Op::ListPlugins => Ok(list(&locked(ctl).state().plugins)),
+        Op::GetPlugin => one(&locked(ctl).state().plugins, name, "plugin"),
         Op::AddPlugin => parse::<PluginRequest>(body)
             .and_then(|r| inspect_plugin(&r))
             .and_then(|p| apply(ctl, Change::AddPlugin(p), &actor)),
         Op::RemovePlugin => apply(ctl, Change::RemovePlugin(name.into()), &actor),
-        Op::ListScopes => {
-            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
-            Ok(json_reply(
-                200,
-                s.state().scopes.values().collect::<Vec<_>>(),
-            ))
-        }
-        Op::GetScope => {
-            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
-            s.state()
-                .scopes
-                .get(name)
-                .map(|p| json_reply(200, p))
-                .ok_or_else(|| ApiError::new(404, format!("no scope {name:?}")))
-        }
+        Op::ListScopes => Ok(list(&locked(ctl).state().scopes)),
+        Op::GetScope => one(&locked(ctl).state().scopes, name, "scope"),
         Op::AddScope => {
             parse::<ScopeDef>(body).and_then(|s| apply(ctl, Change::PutScope(s, false), &actor))
         }
         Op::PutScope => parse::<ScopeDef>(body).and_then(|s| {
-            if s.name != name {
-                return Err(ApiError::field(
-                    422,
-                    "name",
-                    "differs from the name in the path",
-                ));
-            }
+            same_name(&s.name, name)?;
             apply(ctl, Change::PutScope(s, true), &actor)
         }),
         Op::RemoveScope => apply(ctl, Change::RemoveScope(name.into()), &actor),
-        Op::ListBindings => {
-            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
-            Ok(json_reply(
-                200,
-                s.state().bindings.values().collect::<Vec<_>>(),
-            ))
-        }
-        Op::GetBinding => {
-            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
-            s.state()
-                .bindings
-                .get(name)
-                .map(|b| json_reply(200, b))
-                .ok_or_else(|| ApiError::new(404, format!("no binding {name:?}")))
-        }
+        Op::ListBindings => Ok(list(&locked(ctl).state().bindings)),
+        Op::GetBinding => one(&locked(ctl).state().bindings, name, "binding"),
         Op::AddBinding => {
             parse::<Binding>(body).and_then(|b| apply(ctl, Change::PutBinding(b, false), &actor))
         }
         Op::PutBinding => parse::<Binding>(body).and_then(|b| {
-            if b.name != name {
-                return Err(ApiError::field(
-                    422,
-                    "name",
-                    "differs from the name in the path",
-                ));
-            }
+            same_name(&b.name, name)?;
             apply(ctl, Change::PutBinding(b, true), &actor)
         }),
         Op::RemoveBinding => apply(ctl, Change::RemoveBinding(name.into()), &actor),
         Op::Enable => apply(ctl, Change::SetEnabled(name.into(), true), &actor),
         Op::Disable => apply(ctl, Change::SetEnabled(name.into(), false), &actor),
         Op::History => {
-            let s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+            let s = locked(ctl);
             Ok(json_reply(200, s.history()))
         }
         Op::Rollback => {
@@ -414,7 +399,7 @@ fn route<S: Storage>(
                 version: u64,
             }
             parse::<Rollback>(body).and_then(|r| {
-                let mut s = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut s = locked(ctl);
                 let v = s.rollback(r.version, &actor)?;
                 ctl.changes.fetch_add(1, Ordering::Relaxed);
                 Ok(json_reply(
@@ -545,7 +530,7 @@ fn find<'p>(method: &str, path: &'p str) -> Result<(Op, Vec<&'p str>), ApiError>
 }
 
 fn apply<S: Storage>(ctl: &Control<S>, change: Change, actor: &Actor) -> Result<Reply, ApiError> {
-    let mut store = ctl.store.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut store = locked(ctl);
     let version = store.change(&change, actor)?;
     ctl.changes.fetch_add(1, Ordering::Relaxed);
     let status = if matches!(

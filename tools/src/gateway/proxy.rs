@@ -597,6 +597,12 @@ async fn exchange(
     }
 }
 
+/// An exchange's header lists as views.
+struct Views<'e> {
+    up: Vec<Header<'e>>,
+    resp: Vec<Header<'e>>,
+}
+
 /// What an exchange carries from the request gate to the response and
 /// complete gates: the request as it went upstream, and the answer's head.
 struct Exchange {
@@ -620,20 +626,28 @@ impl Exchange {
         }
     }
 
+    /// The header views of the request as it went upstream and of the
+    /// answer, built once for every gate call of the exchange.
+    fn views(&self) -> Views<'_> {
+        Views {
+            up: views(&self.up_headers),
+            resp: views(&self.resp_headers),
+        }
+    }
+
     /// Runs a response-gate call over the request as it went upstream and
     /// the answer's headers, adding its time to `overhead`.
     fn response_gate(
         &self,
+        views: &Views<'_>,
         overhead: &mut Duration,
         call: impl FnOnce(&mut GateRunner, &RequestFrame<'_>, &[Header<'_>]) -> Decision,
     ) -> Decision {
         let started = Instant::now();
         let mut runner = self.w.runner.borrow_mut();
         let id = self.identity();
-        let up_views = views(&self.up_headers);
-        let req = frame(&id, self.request_id, &up_views, &self.up_body);
-        let resp_views = views(&self.resp_headers);
-        let decision = call(&mut runner, &req, &resp_views);
+        let req = frame(&id, self.request_id, &views.up, &self.up_body);
+        let decision = call(&mut runner, &req, &views.resp);
         *overhead += started.elapsed();
         decision
     }
@@ -674,7 +688,7 @@ async fn whole(
             return upstream_failed(&w, "the upstream's answer did not end in time");
         }
     };
-    let decision = ex.response_gate(&mut overhead, |runner, req, headers| {
+    let decision = ex.response_gate(&ex.views(), &mut overhead, |runner, req, headers| {
         let resp = ResponseFrame {
             status: ex.status,
             headers,
@@ -720,11 +734,11 @@ async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Respon
     let pump = async move {
         let w = Rc::clone(&ex.w);
         let mut overhead = overhead;
+        let views = ex.views();
         let mut state = {
             let mut runner = w.runner.borrow_mut();
             let id = ex.identity();
-            let up_views = views(&ex.up_headers);
-            let req = frame(&id, ex.request_id, &up_views, &ex.up_body);
+            let req = frame(&id, ex.request_id, &views.up, &ex.up_body);
             runner.stream_state(&req, w.shared.config.max_body_bytes)
         };
         let mut head_tx = Some(head_tx);
@@ -757,7 +771,7 @@ async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Respon
                     }
                 }
             };
-            let decision = ex.response_gate(&mut overhead, |runner, req, headers| {
+            let decision = ex.response_gate(&views, &mut overhead, |runner, req, headers| {
                 let chunk = ChunkFrame {
                     status: ex.status,
                     headers,
