@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use odock_plugin_abi::sdk::{Answer, Block, Host, InitContext, Plugin, RequestGate, Verdict};
 use odock_plugin_abi::view::Frame;
-use odock_plugin_abi::{AnswerOutcome, Capabilities, Capability, Error, LogLevel, TargetKind};
+use odock_plugin_abi::{AnswerOutcome, Capabilities, Capability, Error, TargetKind};
 use serde_json::{Value, json};
 
 /// The integration the plugin calls.
@@ -80,17 +80,10 @@ impl Config {
     /// # Errors
     /// A message naming the offending field.
     pub fn parse(bytes: &[u8]) -> Result<Config, String> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("config is not JSON: {e}"))?;
-        let obj = value.as_object().ok_or("config must be a JSON object")?;
-        for key in obj.keys() {
-            if !matches!(
-                key.as_str(),
-                "models" | "tools" | "timeout_ms" | "on_timeout" | "on_error"
-            ) {
-                return Err(format!("unknown field `{key}`"));
-            }
-        }
+        let obj = &odock_plugin_common::config_object(
+            bytes,
+            &["models", "tools", "timeout_ms", "on_timeout", "on_error"],
+        )?;
         let names = |field: &str| -> Result<Vec<String>, String> {
             match obj.get(field) {
                 None => Ok(Vec::new()),
@@ -205,15 +198,8 @@ impl Plugin for Approval {
     const INTEGRATIONS: &'static [&'static str] = &[INTEGRATION];
 
     fn init(ctx: &InitContext<'_>) -> Result<Self, Error> {
-        match Config::parse(ctx.config()) {
-            Ok(config) => Ok(Approval { config }),
-            Err(e) => {
-                let _ = ctx
-                    .host()
-                    .log(LogLevel::Error, &format!("approval: bad config: {e}"));
-                Err(Error::InvalidConfig)
-            }
-        }
+        let config = odock_plugin_common::init_config(ctx, Self::NAME, Config::parse)?;
+        Ok(Approval { config })
     }
 
     fn on_integration_answer(

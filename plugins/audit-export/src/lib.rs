@@ -86,17 +86,17 @@ impl Config {
     /// # Errors
     /// A message naming the offending field.
     pub fn parse(bytes: &[u8]) -> Result<Config, String> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("config is not JSON: {e}"))?;
-        let obj = value.as_object().ok_or("config must be a JSON object")?;
-        for key in obj.keys() {
-            if !matches!(
-                key.as_str(),
-                "file" | "webhook" | "timeout_ms" | "only_errors" | "tenants" | "headers"
-            ) {
-                return Err(format!("unknown field `{key}`"));
-            }
-        }
+        let obj = &odock_plugin_common::config_object(
+            bytes,
+            &[
+                "file",
+                "webhook",
+                "timeout_ms",
+                "only_errors",
+                "tenants",
+                "headers",
+            ],
+        )?;
         let sink = match (obj.get("file"), obj.get("webhook")) {
             (Some(Value::String(f)), None) if f.starts_with('/') => Sink::File(f.into()),
             (Some(_), None) => return Err("file: an absolute path".into()),
@@ -235,15 +235,8 @@ impl Plugin for AuditExport {
     const CONFIG_SCHEMA: &'static str = CONFIG_SCHEMA;
 
     fn init(ctx: &InitContext<'_>) -> Result<Self, Error> {
-        match Config::parse(ctx.config()) {
-            Ok(config) => Ok(AuditExport { config }),
-            Err(e) => {
-                let _ = ctx
-                    .host()
-                    .log(LogLevel::Error, &format!("audit-export: bad config: {e}"));
-                Err(Error::InvalidConfig)
-            }
-        }
+        let config = odock_plugin_common::init_config(ctx, Self::NAME, Config::parse)?;
+        Ok(AuditExport { config })
     }
 
     fn on_followup(&mut self, host: &Host<'_>, kind: &str, payload: &[u8]) -> Result<(), Error> {

@@ -1,5 +1,8 @@
 //! Pieces the Odock reference plugins share.
 //!
+//! [`config_object`] and [`init_config`]: reading a config as a JSON object
+//! of known fields, and logging a refusal at init.
+//!
 //! [`http::post`]: the webhook client that `notify` and
 //! `audit-export` use from `on_followup`, which runs off the hot path (the
 //! complete pool), so a blocking socket with a short timeout is the right
@@ -7,6 +10,45 @@
 #![forbid(unsafe_code)]
 
 pub mod http;
+
+use odock_plugin_abi::sdk::InitContext;
+use odock_plugin_abi::{Error, LogLevel};
+use serde_json::{Map, Value};
+
+/// A plugin config's JSON object, refused (naming the field) when it is not
+/// JSON, not an object, or has a key outside `fields`.
+///
+/// # Errors
+/// The message to log.
+pub fn config_object(bytes: &[u8], fields: &[&str]) -> Result<Map<String, Value>, String> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("config is not JSON: {e}"))?;
+    let Value::Object(obj) = value else {
+        return Err("config must be a JSON object".into());
+    };
+    if let Some(key) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(format!("unknown field `{key}`"));
+    }
+    Ok(obj)
+}
+
+/// The plugin's config read by `parse` at init; a refusal is logged as
+/// `<plugin>: bad config: ...` and answers [`Error::InvalidConfig`].
+///
+/// # Errors
+/// [`Error::InvalidConfig`].
+pub fn init_config<T>(
+    ctx: &InitContext<'_>,
+    plugin: &str,
+    parse: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Result<T, Error> {
+    parse(ctx.config()).map_err(|e| {
+        let _ = ctx
+            .host()
+            .log(LogLevel::Error, &format!("{plugin}: bad config: {e}"));
+        Error::InvalidConfig
+    })
+}
 
 /// Milliseconds since the Unix epoch as an RFC 3339 UTC timestamp
 /// (`2026-11-25T14:03:07.123Z`), for records meant for SIEMs.

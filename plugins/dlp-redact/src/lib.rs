@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use odock_plugin_abi::sdk::{Host, InitContext, Plugin, RequestGate, ResponseGate, Verdict};
 use odock_plugin_abi::view::Frame;
-use odock_plugin_abi::{Capabilities, Capability, Error, LogLevel, ResponseMode};
+use odock_plugin_abi::{Capabilities, Capability, Error, ResponseMode};
 use serde_json::Value;
 
 use matcher::{Carry, Counts, Matcher, json_mask, redact_into};
@@ -84,17 +84,16 @@ impl Config {
     /// # Errors
     /// A message naming the offending field.
     pub fn parse(bytes: &[u8]) -> Result<Config, String> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("config is not JSON: {e}"))?;
-        let obj = value.as_object().ok_or("config must be a JSON object")?;
-        for key in obj.keys() {
-            if !matches!(
-                key.as_str(),
-                "patterns" | "key_prefixes" | "replacement" | "max_carry" | "max_streams"
-            ) {
-                return Err(format!("unknown field `{key}`"));
-            }
-        }
+        let obj = &odock_plugin_common::config_object(
+            bytes,
+            &[
+                "patterns",
+                "key_prefixes",
+                "replacement",
+                "max_carry",
+                "max_streams",
+            ],
+        )?;
         let patterns: Vec<&str> = match obj.get("patterns") {
             None => vec!["email", "card", "api_key"],
             Some(v) => strings(v, "patterns")?,
@@ -225,19 +224,12 @@ impl Plugin for DlpRedact {
     const CONFIG_SCHEMA: &'static str = CONFIG_SCHEMA;
 
     fn init(ctx: &InitContext<'_>) -> Result<Self, Error> {
-        match Config::parse(ctx.config()) {
-            Ok(config) => Ok(DlpRedact {
-                config,
-                streams: HashMap::new(),
-                no_carry_reported: u64::MAX,
-            }),
-            Err(e) => {
-                let _ = ctx
-                    .host()
-                    .log(LogLevel::Error, &format!("dlp-redact: bad config: {e}"));
-                Err(Error::InvalidConfig)
-            }
-        }
+        let config = odock_plugin_common::init_config(ctx, Self::NAME, Config::parse)?;
+        Ok(DlpRedact {
+            config,
+            streams: HashMap::new(),
+            no_carry_reported: u64::MAX,
+        })
     }
 }
 

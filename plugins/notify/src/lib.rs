@@ -79,17 +79,17 @@ impl Config {
     /// # Errors
     /// A message naming the offending field.
     pub fn parse(bytes: &[u8]) -> Result<Config, String> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| format!("config is not JSON: {e}"))?;
-        let obj = value.as_object().ok_or("config must be a JSON object")?;
-        for key in obj.keys() {
-            if !matches!(
-                key.as_str(),
-                "webhook" | "on" | "tenants" | "message" | "headers" | "timeout_ms"
-            ) {
-                return Err(format!("unknown field `{key}`"));
-            }
-        }
+        let obj = &odock_plugin_common::config_object(
+            bytes,
+            &[
+                "webhook",
+                "on",
+                "tenants",
+                "message",
+                "headers",
+                "timeout_ms",
+            ],
+        )?;
         let webhook = match obj.get("webhook") {
             Some(Value::String(u)) => Url::parse(u).map_err(|e| format!("webhook: {e}"))?,
             _ => return Err("webhook: an http:// URL is required".into()),
@@ -215,15 +215,8 @@ impl Plugin for Notify {
     const CONFIG_SCHEMA: &'static str = CONFIG_SCHEMA;
 
     fn init(ctx: &InitContext<'_>) -> Result<Self, Error> {
-        match Config::parse(ctx.config()) {
-            Ok(config) => Ok(Notify { config }),
-            Err(e) => {
-                let _ = ctx
-                    .host()
-                    .log(LogLevel::Error, &format!("notify: bad config: {e}"));
-                Err(Error::InvalidConfig)
-            }
-        }
+        let config = odock_plugin_common::init_config(ctx, Self::NAME, Config::parse)?;
+        Ok(Notify { config })
     }
 
     fn on_followup(&mut self, host: &Host<'_>, kind: &str, payload: &[u8]) -> Result<(), Error> {

@@ -369,14 +369,20 @@ struct Out {
 }
 
 impl Out {
-    fn header(&self, scale: &Scale, quick: bool) {
+    /// The table's head: `what` names the suite and how to read its ratio,
+    /// `ours` heads the column of our figures.
+    fn header(&self, what: &str, ours: &str, runs: usize, quick: bool) {
         if self.json {
             return;
         }
         println!(
-            "odock-bench ring ({}, {} runs per case, medians; ratio = ring / baseline, higher is better for the ring)",
+            "odock-bench {what} ({}, {} runs per case, medians; {})",
             if quick { "quick" } else { "full" },
-            scale.runs
+            runs,
+            match what {
+                "ring" => "ratio = ring / baseline, higher is better for the ring",
+                _ => "lat ratio = ours / baseline p50, lower is better",
+            }
         );
         println!(
             "other = share of the machine other processes used meanwhile; above a few percent, distrust the row"
@@ -384,7 +390,7 @@ impl Out {
         println!("machine: {}", machine());
         println!(
             "{:<26} {:>5} {:>4}  {:>24}  {:<18} {:>24}  {:>11} {:>6}  target",
-            "case", "bytes", "prod", "ring", "baseline", "baseline figure", "ratio", "other"
+            "case", "bytes", "prod", ours, "baseline", "baseline figure", "ratio", "other"
         );
     }
 
@@ -486,7 +492,7 @@ fn run_ring(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) ->
     let out = Out { json };
     let cpus = Cpus::two();
     let wanted = |group: &str| only.is_none_or(|o| group.contains(o));
-    out.header(&scale, quick);
+    out.header("ring", "ring", scale.runs, quick);
     let two = format!("producer cpu {}, consumer cpu {}", cpus.a, cpus.b);
 
     if wanted("spsc") {

@@ -6,7 +6,7 @@ use odock_tools::bench::gate::{self as work, ANSWER_BYTES, Mode};
 use odock_tools::bench::ring as ring_work;
 use odock_tools::bench::{BenchResult, CpuSample, Cpus, Latency, median};
 
-use super::{Out, Row, machine};
+use super::{Out, Row};
 
 /// How much work each case does.
 struct Scale {
@@ -83,25 +83,6 @@ fn latency_row(
     }
 }
 
-fn header(out: &Out, scale: &Scale, quick: bool) {
-    if out.json {
-        return;
-    }
-    println!(
-        "odock-bench gate ({}, {} runs per case, medians; lat ratio = ours / baseline p50, lower is better)",
-        if quick { "quick" } else { "full" },
-        scale.runs
-    );
-    println!(
-        "other = share of the machine other processes used meanwhile; above a few percent, distrust the row"
-    );
-    println!("machine: {}", machine());
-    println!(
-        "{:<26} {:>5} {:>4}  {:>24}  {:<18} {:>24}  {:>11} {:>6}  target",
-        "case", "bytes", "prod", "ours", "baseline", "baseline figure", "ratio", "other"
-    );
-}
-
 /// Runs the gate cases whose group name contains `only` (inline, submitted,
 /// workers).
 pub fn run(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) -> BenchResult<()> {
@@ -109,7 +90,7 @@ pub fn run(json: bool, quick: bool, only: Option<&str>, runs: Option<usize>) -> 
     let out = Out { json };
     let cpus = Cpus::two();
     let wanted = |group: &str| only.is_none_or(|o| group.contains(o));
-    header(&out, &scale, quick);
+    out.header("gate", "ours", scale.runs, quick);
     let dir = std::env::temp_dir().join(format!("odock-bench-gate-{}", std::process::id()));
     let plugin = work::build_probe(&dir)?;
     let result = cases(&out, &scale, cpus, &plugin, wanted);
