@@ -3,15 +3,9 @@
 
 mod plugin_support;
 
-use std::time::Duration;
-
-use odock_dataplane::plugin::{Evidence, EvidenceSink, FailureMode, Grant, Pin};
-use odock_dataplane::runtime::policy::{BindingSpec, PolicySpec, Scope};
-use odock_dataplane::runtime::{
-    DecisionRecord, PluginSource, RequestFrame, Runtime, RuntimeSink, Verdict,
-};
+use odock_dataplane::plugin::{Evidence, EvidenceSink};
+use odock_dataplane::runtime::{DecisionRecord, RequestFrame, RuntimeSink, Verdict};
 use odock_plugin_abi::view::Header;
-use odock_plugin_abi::{Capabilities, Capability};
 
 #[global_allocator]
 static GLOBAL: odock_suite::counting::CountingAllocator = odock_suite::counting::CountingAllocator;
@@ -37,38 +31,9 @@ impl RuntimeSink for CountingSink {
 #[test]
 fn a_read_only_chain_allocates_nothing_per_frame() {
     let path = plugin_support::c_plugin("probe_noop", "tests/plugin_sources/probe.c", &[]);
-    let source = PluginSource {
-        name: "probe".into(),
-        pin: Pin::of_file(&path).unwrap(),
-        path,
-    };
-    let grant = Grant::new(Capabilities::ALL.without(Capabilities::of(&[
-        Capability::CallIntegration,
-        Capability::QueueFollowup,
-    ])));
-    let bindings = (0..4)
-        .map(|i| BindingSpec {
-            plugin: "probe".into(),
-            scope: Scope::default(),
-            enabled: true,
-            priority: [Some(i), None, None],
-            grant: grant.clone(),
-            // No command: the plugin reads the frame and continues.
-            config: Vec::new(),
-            failure_mode: FailureMode::Enforce,
-            time_budget: Duration::from_secs(1),
-        })
-        .collect();
-    let runtime = Runtime::new();
-    runtime
-        .install(
-            PolicySpec {
-                version: 1,
-                bindings,
-            },
-            &[source],
-        )
-        .unwrap();
+    // 4 bindings of the probe with no command: each reads the frame and
+    // continues (the gate bench's workload).
+    let runtime = odock_tools::bench::gate::noop_runtime(&path, 4).unwrap();
     let mut runner = runtime.runner(0, Box::new(CountingSink(0)));
     let headers = [
         Header::new(b"content-type", b"application/json"),

@@ -7,14 +7,12 @@ mod plugin_support;
 
 use std::time::Duration;
 
-use odock_dataplane::plugin::{Evidence, EvidenceSink, FailureMode, Grant, Pin};
-use odock_dataplane::runtime::policy::{BindingSpec, PolicySpec, Scope};
+use odock_dataplane::plugin::{Evidence, EvidenceSink};
 use odock_dataplane::runtime::{
-    DecisionRecord, FollowUpRecord, GateFrame, PluginSource, PoolConfig, RequestFrame, Runtime,
-    RuntimeSink, SkipRecord, Verdict, WorkerPool,
+    DecisionRecord, FollowUpRecord, GateFrame, PoolConfig, RequestFrame, RuntimeSink, SkipRecord,
+    Verdict, WorkerPool,
 };
 use odock_plugin_abi::view::Header;
-use odock_plugin_abi::{Capabilities, Capability};
 use odock_suite::watchdog;
 
 #[global_allocator]
@@ -39,37 +37,9 @@ impl RuntimeSink for CountingSink {
 fn a_submitted_read_only_chain_allocates_nothing_per_frame() {
     watchdog(Duration::from_secs(120), || {
         let path = plugin_support::c_plugin("probe_noop", "tests/plugin_sources/probe.c", &[]);
-        let source = PluginSource {
-            name: "probe".into(),
-            pin: Pin::of_file(&path).unwrap(),
-            path,
-        };
-        let grant = Grant::new(Capabilities::ALL.without(Capabilities::of(&[
-            Capability::CallIntegration,
-            Capability::QueueFollowup,
-        ])));
-        let bindings = (0..4)
-            .map(|i| BindingSpec {
-                plugin: "probe".into(),
-                scope: Scope::default(),
-                enabled: true,
-                priority: [Some(i), None, None],
-                grant: grant.clone(),
-                config: Vec::new(),
-                failure_mode: FailureMode::Enforce,
-                time_budget: Duration::from_secs(1),
-            })
-            .collect();
-        let runtime = Runtime::new();
-        runtime
-            .install(
-                PolicySpec {
-                    version: 1,
-                    bindings,
-                },
-                &[source],
-            )
-            .unwrap();
+        // 4 bindings of the probe with no command: each reads the frame and
+        // continues (the gate bench's workload).
+        let runtime = odock_tools::bench::gate::noop_runtime(&path, 4).unwrap();
         // Both sides busy-poll: no thread parks (parking registers a
         // `Thread` handle, a reference count, but keep the path plain).
         let long = Duration::from_secs(3600);
