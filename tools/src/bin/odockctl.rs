@@ -712,23 +712,7 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
             q.push(format!("from_index={}", next.saturating_sub(*lines)));
             if *follow {
                 q.push("follow=1".into());
-                let json = cli.json;
-                let status = c
-                    .clone()
-                    .timeout(None)
-                    .stream(
-                        "GET",
-                        &format!("/v1/evidence?{}", q.join("&")),
-                        None,
-                        |chunk| {
-                            evidence_out(json, chunk);
-                            true
-                        },
-                    )
-                    .map_err(|e| Fail(2, e.to_string()))?;
-                if status >= 300 {
-                    return Err(Fail(1, format!("control answered {status}")));
-                }
+                stream_evidence(c, &q, cli.json)?;
             } else {
                 let a = call(c, "GET", &format!("/v1/evidence?{}", q.join("&")), None)?;
                 evidence_out(cli.json, &a.body);
@@ -739,22 +723,7 @@ fn run(cli: &Cli, c: &Client) -> Result<(), Fail> {
             if filter.limit.is_none() {
                 q.push(format!("limit={}", u64::MAX));
             }
-            let status = c
-                .clone()
-                .timeout(None)
-                .stream(
-                    "GET",
-                    &format!("/v1/evidence?{}", q.join("&")),
-                    None,
-                    |chunk| {
-                        evidence_out(true, chunk);
-                        true
-                    },
-                )
-                .map_err(|e| Fail(2, e.to_string()))?;
-            if status >= 300 {
-                return Err(Fail(1, format!("control answered {status}")));
-            }
+            stream_evidence(c, &q, true)?;
         }
         Cmd::Stats => {
             let a = call(c, "GET", "/metrics", None)?;
@@ -832,6 +801,28 @@ fn scope_body(name: &str, dims: &Dims) -> Value {
         }
     }
     body
+}
+
+/// Prints `/v1/evidence?<query>` as it streams (no timeout: a follow never
+/// ends on its own).
+fn stream_evidence(c: &Client, query: &[String], json: bool) -> Result<(), Fail> {
+    let status = c
+        .clone()
+        .timeout(None)
+        .stream(
+            "GET",
+            &format!("/v1/evidence?{}", query.join("&")),
+            None,
+            |chunk| {
+                evidence_out(json, chunk);
+                true
+            },
+        )
+        .map_err(|e| Fail(2, e.to_string()))?;
+    if status >= 300 {
+        return Err(Fail(1, format!("control answered {status}")));
+    }
+    Ok(())
 }
 
 fn evidence_out(json: bool, bytes: &[u8]) {
