@@ -444,8 +444,10 @@ pub struct MemSegment {
     name: String,
 }
 
-impl SegmentFile for MemSegment {
-    fn write_sync(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+impl MemSegment {
+    /// A write, torn in half (and the storage frozen) when it is the write
+    /// the test asked to fail; `sync` makes it durable.
+    fn write(&mut self, offset: u64, data: &[u8], sync: bool) -> io::Result<()> {
         let mut inner = self.storage.lock();
         if inner.frozen {
             return Err(frozen());
@@ -464,30 +466,20 @@ impl SegmentFile for MemSegment {
             inner.frozen = true;
             return Err(frozen());
         }
-        file.durable = file.data.clone();
+        if sync {
+            file.durable = file.data.clone();
+        }
         Ok(())
+    }
+}
+
+impl SegmentFile for MemSegment {
+    fn write_sync(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.write(offset, data, true)
     }
 
     fn write_ahead(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let mut inner = self.storage.lock();
-        if inner.frozen {
-            return Err(frozen());
-        }
-        let step = inner.writes;
-        inner.writes += 1;
-        let torn = inner.freeze_at == Some(step);
-        let file = inner.files.entry(self.name.clone()).or_default();
-        let data = if torn { &data[..data.len() / 2] } else { data };
-        let end = offset as usize + data.len();
-        if file.data.len() < end {
-            file.data.resize(end, 0);
-        }
-        file.data[offset as usize..end].copy_from_slice(data);
-        if torn {
-            inner.frozen = true;
-            return Err(frozen());
-        }
-        Ok(())
+        self.write(offset, data, false)
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
