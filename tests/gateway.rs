@@ -1978,6 +1978,42 @@ fn an_upstream_answer_that_stalls_is_502_after_the_upstream_timeout() {
     });
 }
 
+/// A stream stays bounded: an event that outgrows `max_body_bytes`, or an
+/// upstream silent past its timeout, ends the stream with an error event.
+#[test]
+fn a_stream_that_outgrows_its_bounds_ends_with_an_error_event() {
+    watchdog(LIMIT, || {
+        for (oversized, needle) in [(true, "more than 1024 bytes"), (false, "sent nothing")] {
+            let mut upstream = Scripted::start();
+            let env = Env::start(&no_plugins(), MockConfig::default(), |c| {
+                c.upstream = format!("http://{}", upstream.addr);
+                c.max_body_bytes = 1024;
+                c.upstream_timeout_ms = 300;
+            });
+            upstream.send(&chunk_event("Echo: "));
+            let conn = open_chat(env.addr(), Some(KEY), "x", true, &[]);
+            assert_eq!(conn.status, 200);
+            let mut events = conn.events();
+            assert_eq!(delta(&events.next_event().unwrap()), "Echo: ");
+            if oversized {
+                // No blank line ends it: it would only grow.
+                upstream.send(&format!("data: {}", "x".repeat(2048)));
+            }
+            let last = events.next_event().expect("an error event");
+            let v: Value = serde_json::from_str(data(&last)).unwrap();
+            assert_eq!(v["error"]["code"], "upstream_failed", "{v}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains(needle),
+                "{v}"
+            );
+            assert_eq!(events.next_event(), None, "the stream ended");
+            assert_eq!(env.gateway.stats().upstream_errors, 1);
+            drop(env);
+            upstream.end();
+        }
+    });
+}
+
 #[test]
 fn a_request_body_over_max_body_bytes_is_413() {
     watchdog(LIMIT, || {

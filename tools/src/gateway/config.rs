@@ -9,8 +9,8 @@
 //! run_dir = "/run/user/1000/odock"          # shared with control; default: control's default
 //! workers = 2                               # threads, one per core; default: the cores
 //! pin = true                                # pin each to its core
-//! max_body_bytes = 8388608
-//! upstream_timeout_ms = 60000
+//! max_body_bytes = 8388608                 # a request, a buffered answer, one streamed event
+//! upstream_timeout_ms = 60000               # the head, a buffered answer, the gap between streamed events
 //!
 //! [integrations]                            # governed integrations: name -> URL (HTTP POST)
 //! approvals = "http://127.0.0.1:9090/approvals"
@@ -67,9 +67,10 @@ pub struct GatewayConfig {
     pub workers: usize,
     /// Pin each thread to its core.
     pub pin: bool,
-    /// The largest request or buffered response body.
+    /// The largest request, buffered response body, or streamed event.
     pub max_body_bytes: usize,
-    /// How long an upstream has to answer (head and whole body).
+    /// How long an upstream has to answer: the head, a buffered body, and
+    /// each gap between streamed events.
     pub upstream_timeout_ms: u64,
     /// Governed integrations: name to URL.
     pub integrations: BTreeMap<String, String>,

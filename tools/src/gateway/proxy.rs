@@ -747,6 +747,10 @@ async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Respon
         let mut index = 0u64;
         let mut ended = false;
         let mut upstream_done = false;
+        let (cap, idle) = (
+            w.shared.config.max_body_bytes,
+            w.shared.config.upstream_timeout(),
+        );
         while !ended {
             // The next event: from the buffer, else from the upstream.
             let (event, last) = if let Some(e) = split.next_event() {
@@ -758,18 +762,32 @@ async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Respon
                     None => (Bytes::new(), true),
                 }
             } else {
-                match rbody.frame().await {
-                    Some(Ok(f)) => {
+                // Bounded: an event may not outgrow `max_body_bytes`, nor the
+                // upstream stay silent past its timeout.
+                let failure = match tokio::time::timeout(idle, rbody.frame()).await {
+                    Ok(Some(Ok(f))) => {
                         if let Ok(data) = f.into_data() {
                             split.push(&data);
                         }
-                        continue;
+                        if split.pending() <= cap {
+                            continue;
+                        }
+                        format!("the upstream sent an event of more than {cap} bytes")
                     }
-                    Some(Err(_)) | None => {
+                    Ok(Some(Err(_)) | None) => {
                         upstream_done = true;
                         continue;
                     }
+                    Err(_) => format!("the upstream sent nothing for {idle:?}"),
+                };
+                Counters::bump(&w.shared.counters.upstream_errors);
+                if let Some(h) = head_tx.take() {
+                    let _ = h.send(ex.resp_headers.clone());
                 }
+                let out = error_event("upstream_error", "upstream_failed", &failure);
+                sent.extend_from_slice(&out);
+                let _ = tx.send(out).await;
+                break;
             };
             let decision = ex.response_gate(&views, &mut overhead, |runner, req, headers| {
                 let chunk = ChunkFrame {
@@ -806,8 +824,10 @@ async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Respon
                 }
                 Decision::Pause { .. } => {
                     ended = true;
-                    Bytes::from_static(
-                        b"data: {\"error\":{\"message\":\"the gateway could not gate this stream\",\"type\":\"odock_error\",\"code\":\"gate_failed\",\"param\":null}}\n\n",
+                    error_event(
+                        "odock_error",
+                        "gate_failed",
+                        "the gateway could not gate this stream",
                     )
                 }
             };
@@ -832,6 +852,12 @@ async fn stream(ex: Exchange, mut rbody: Incoming, overhead: Duration) -> Respon
     *resp.status_mut() = status;
     *resp.headers_mut() = header_map(&headers);
     resp
+}
+
+/// A last SSE event carrying an OpenAI-style error.
+fn error_event(kind: &str, code: &str, message: &str) -> Bytes {
+    let error = json!({"error": {"message": message, "type": kind, "code": code, "param": null}});
+    Bytes::from(format!("data: {error}\n\n"))
 }
 
 /// Calls a governed integration: HTTP POST of the plugin's payload to the
